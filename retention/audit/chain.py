@@ -1,0 +1,55 @@
+"""The audit log's hash chain, exactly as DESIGN.md defines it.
+
+Each line's `hash` is SHA-256 (hex) over the previous line's `hash` (64 zeros for
+the first line) followed by the line's canonical JSON without `hash`, i.e. the
+bytes of ``json.dumps(line, sort_keys=True, separators=(",", ":"))``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+GENESIS_HASH: Final = "0" * 64
+
+# Keys every line carries, and the extra keys each event needs.
+COMMON_KEYS: Final = ("ts", "run_id", "event", "seq", "hash")
+EVENT_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
+    "run_started": (),
+    "run_finished": (),
+    "delete_requested": ("call_id", "agent_id", "policy"),
+    "deleted": ("call_id", "agent_id", "policy", "redacted_at"),
+    "already_redacted": ("call_id", "agent_id", "policy", "redacted_at"),
+    "not_found": ("call_id", "agent_id", "policy"),
+    "failed": ("call_id", "agent_id", "policy", "error"),
+}
+OUTCOME_EVENTS: Final = frozenset({"deleted", "already_redacted", "not_found", "failed"})
+
+
+def canonical_bytes(line: Mapping[str, Any]) -> bytes:
+    """The canonical JSON of a line without its `hash` key (ASCII, sorted keys)."""
+    body = {k: v for k, v in line.items() if k != "hash"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def chain_hash(previous_hash: str, line: Mapping[str, Any]) -> str:
+    """The `hash` a line must carry, given the previous line's `hash`."""
+    digest = hashlib.sha256(previous_hash.encode("ascii"))
+    digest.update(canonical_bytes(line))
+    return digest.hexdigest()
+
+
+def seal(previous_hash: str, seq: int, line: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the line with `seq` and `hash` added, ready to be written."""
+    sealed = dict(line)
+    sealed["seq"] = seq
+    sealed.pop("hash", None)
+    sealed["hash"] = chain_hash(previous_hash, sealed)
+    return sealed
+
+
+def encode_line(sealed: Mapping[str, Any]) -> bytes:
+    """One JSONL line (with trailing newline) for a sealed record."""
+    return json.dumps(sealed, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
