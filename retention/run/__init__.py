@@ -1,0 +1,1 @@
+"""The retention run: streaming, concurrent, rate-limited deletion with an audit log."""
