@@ -6,7 +6,10 @@ errors a user can fix to one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import math
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,10 +17,273 @@ from retention import __version__
 from retention.errors import ExitCode, UserError
 
 
+class _FiniteFloat(click.FloatRange):
+    """A float range that also refuses `nan` and `inf`, which click's FloatRange lets through."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+# Requests per second: positive and finite.
+_RATE = _FiniteFloat(min=0, min_open=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="retention")
 def cli() -> None:
     """Enforce data-retention policies on Cartesia voice-agent calls."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(paths: tuple[Path, ...]) -> int:
+    """Check policy files (or directories of *.yaml) and print what they mean."""
+    from retention.policy.commands import validate_command
+
+    return validate_command(paths)
+
+
+@cli.command()
+@click.argument("call_id")
+@click.option(
+    "--policies",
+    "policy_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    default=[Path("policies")],
+    show_default=True,
+    help="Policy file or directory; repeatable.",
+)
+@click.option("--now", help="RFC 3339 instant ages are measured from [now].")
+@click.option("--base-url", help="API base URL [CARTESIA_BASE_URL, else https://api.cartesia.ai].")
+@click.option("--api-key-file", type=click.Path(path_type=Path), help="File holding the API key.")
+def explain(
+    call_id: str,
+    policy_paths: tuple[Path, ...],
+    now: str | None,
+    base_url: str | None,
+    api_key_file: Path | None,
+) -> int:
+    """Fetch CALL_ID and show why the policies keep or delete it."""
+    from retention.policy.commands import explain_command
+
+    return explain_command(
+        call_id, policy_paths, now=now, base_url=base_url, api_key_file=api_key_file
+    )
+
+
+@cli.group()
+def audit() -> None:
+    """Prove an audit log intact, and true against the API."""
+
+
+@audit.command("verify")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=True))
+@click.option("--api", "against_api", is_flag=True, help="Also confirm every logged redaction.")
+@click.option("--report", type=click.Path(path_type=Path), help="Write the evidence (.md/.json).")
+@click.option("--base-url", help="API base URL [CARTESIA_BASE_URL, else https://api.cartesia.ai].")
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path),
+    envvar="CARTESIA_API_KEY_FILE",
+    help="File holding the API key [else CARTESIA_API_KEY].",
+)
+@click.option(
+    "--rate",
+    type=_RATE,
+    envvar="RETENTION_RATE",
+    default=400.0,
+    show_default=True,
+    help="Requests per second at most, as a run (with --api).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    envvar="RETENTION_CONCURRENCY",
+    default=32,
+    show_default=True,
+    help="Requests in flight at most, as a run (with --api).",
+)
+def audit_verify(
+    file: Path,
+    against_api: bool,
+    report: Path | None,
+    base_url: str | None,
+    api_key_file: Path | None,
+    rate: float,
+    concurrency: int,
+) -> int:
+    """Check FILE's hash chain and intents; with --api, re-read each redacted call."""
+    from retention.audit.command import api_options, verify_command
+
+    options = api_options(base_url, api_key_file, rate, concurrency) if against_api else None
+    return verify_command(file, report=report, api=options)
+
+
+@cli.command()
+@click.option(
+    "--policies",
+    "policy_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    default=[Path("policies")],
+    show_default=True,
+    envvar="RETENTION_POLICIES",
+    help="Policy file or directory; repeatable.",
+)
+@click.option("--execute", is_flag=True, help="Really delete. Without it: a dry run, no DELETE.")
+@click.option(
+    "--audit-log",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("retention-audit.jsonl"),
+    show_default=True,
+    envvar="RETENTION_AUDIT_LOG",
+    help="Append-only JSONL audit log (created mode 0600).",
+)
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="RETENTION_REPORT",
+    help="Write a report: .csv (one row per call selected), .json or .md (totals).",
+)
+@click.option("--base-url", help="API base URL [CARTESIA_BASE_URL, else https://api.cartesia.ai].")
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path),
+    envvar="CARTESIA_API_KEY_FILE",
+    help="File holding the API key [else CARTESIA_API_KEY].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=32,
+    show_default=True,
+    envvar="RETENTION_CONCURRENCY",
+    help="Requests in flight at most.",
+)
+@click.option(
+    "--rate",
+    type=_RATE,
+    default=400.0,
+    show_default=True,
+    envvar="RETENTION_RATE",
+    help="Requests per second at most (halved on each burst of 429s, then recovers).",
+)
+@click.option(
+    "--max-deletes",
+    type=click.IntRange(min=0),
+    envvar="RETENTION_MAX_DELETES",
+    help="Stop cleanly after this many DELETE requests (exit 3).",
+)
+@click.option("--now", help="RFC 3339 instant ages are measured from [now].")
+@click.option(
+    "--grace-period",
+    type=_FiniteFloat(min=0),
+    default=20.0,
+    show_default=True,
+    envvar="RETENTION_GRACE_PERIOD",
+    help="Seconds in-flight requests get after SIGTERM/SIGINT.",
+)
+@click.option(
+    "--progress-interval",
+    type=_FiniteFloat(min=0.1),
+    default=10.0,
+    show_default=True,
+    envvar="RETENTION_PROGRESS_INTERVAL",
+    help="Seconds between progress log lines when stderr is not a terminal.",
+)
+@click.option("--shard", envvar="RETENTION_SHARD", help="Only shard I of N (0-based), e.g. 0/4.")
+@click.option(
+    "--shard-count",
+    type=click.IntRange(min=1),
+    envvar="RETENTION_SHARD_COUNT",
+    help="N shards, this one's index from JOB_COMPLETION_INDEX (Indexed Job).",
+)
+@click.option("--pushgateway", envvar="RETENTION_PUSHGATEWAY", help="Push metrics to this URL.")
+@click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="RETENTION_METRICS_FILE",
+    help="Write metrics for node_exporter's textfile collector.",
+)
+def run(**flags: Any) -> int:
+    """Delete the sensitive data of every call the policies say is due (dry run by default)."""
+    from retention.run.command import run_command
+    from retention.run.flags import settings_from_flags
+
+    return run_command(settings_from_flags(**flags))
+
+
+_SHARE = _FiniteFloat(0.0, 1.0)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="TCP port; 0 picks a free one.",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Dataset seed.")
+@click.option("--agents", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--calls",
+    type=click.IntRange(min=0),
+    default=2000,
+    show_default=True,
+    help="Total calls, spread over the agents.",
+)
+@click.option("--now", help="RFC 3339 instant the generated ages are relative to [now].")
+@click.option("--api-key", default="sk_car_sandbox", show_default=True)
+@click.option("--rate", type=_RATE, help="Requests/s; over: 429.")
+@click.option("--max-in-flight", type=click.IntRange(min=1), help="Concurrent requests; over: 429.")
+@click.option("--latency-ms", type=_FiniteFloat(min=0), default=0.0)
+@click.option("--jitter-ms", type=_FiniteFloat(min=0), default=0.0)
+@click.option("--error-rate", type=_SHARE, default=0.0, help="Share of 5xx answers.")
+@click.option("--drop-rate", type=_SHARE, default=0.0, help="Share of dropped connections.")
+@click.option("--malformed-rate", type=_SHARE, default=0.0, help="Share of non-JSON 200 bodies.")
+@click.option("--duplicate-rate", type=_SHARE, default=0.0, help="Share of pages repeating a call.")
+@click.option("--stuck-cursor", is_flag=True, help="next_page stops advancing.")
+@click.option(
+    "--nonterminal-delete-status",
+    type=click.Choice(["400", "409"]),
+    default="400",
+    show_default=True,
+    help="Answer to deleting a call not completed/failed.",
+)
+@click.option(
+    "--redelete-status",
+    type=click.IntRange(200, 499),
+    default=200,
+    show_default=True,
+    help="Answer to deleting an already-redacted call (200 or a 4xx).",
+)
+@click.option("--allow-non-loopback", is_flag=True, help="Allow a --host that is not loopback.")
+def sandbox(**flags: object) -> int:
+    """Serve a local Cartesia-compatible Agents API with generated demo data."""
+    from retention.sandbox.command import run_sandbox
+    from retention.sandbox.flags import options_from_flags
+
+    return run_sandbox(options_from_flags(flags))
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Empty directory for the audit log and reports [a new temporary directory].",
+)
+def demo(workdir: Path | None) -> int:
+    """Take the tour: a local sandbox, a dry run, a real run, and the proof. No key needed."""
+    from retention.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(workdir=workdir), click.echo)
 
 
 def main(argv: list[str] | None = None) -> None:

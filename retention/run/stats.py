@@ -30,10 +30,24 @@ class RunStats:
     retries: int = 0
     throttled: int = 0  # 429 answers
     exit_code: int | None = None
+    # Added for the run's reports: bounded by agents, regions and policies, never by calls.
+    agents_failed: int = 0  # agents whose calls could not all be listed
+    agent_names: dict[str, str] = field(default_factory=dict)  # agent id -> name
+    by_agent: dict[str, Counter[str]] = field(default_factory=dict)  # agent id -> outcome
+    by_region: dict[str, Counter[str]] = field(default_factory=dict)  # region -> outcome
+    held_by: Counter[str] = field(default_factory=Counter)  # retention policy -> calls held
+    stop_reason: str | None = None  # max_deletes, signal, credentials, or None
+    recovered: Counter[str] = field(default_factory=Counter)  # open intents of a killed run
 
     def record_outcome(self, policy: str, outcome: str) -> None:
         self.outcomes[outcome] += 1
         self.by_policy.setdefault(policy, Counter())[outcome] += 1
+
+    def record_selected(self, policy: str, agent_id: str, region: str, outcome: str) -> None:
+        """A call selected for deletion reached `outcome` (would_delete in a dry run)."""
+        self.record_outcome(policy, outcome)
+        self.by_agent.setdefault(agent_id, Counter())[outcome] += 1
+        self.by_region.setdefault(region, Counter())[outcome] += 1
 
     @property
     def elapsed(self) -> float:

@@ -1,0 +1,59 @@
+# cartesia-retention: the retention job as a container image.
+#
+#   docker build -t cartesia-retention:0.1.0 .
+#   docker run --rm -v "$PWD/policies:/policies:ro" -v retention-audit:/var/lib/retention \
+#     -e CARTESIA_API_KEY cartesia-retention:0.1.0                # dry run (the default CMD)
+#   docker run --rm cartesia-retention:0.1.0 demo                 # the tour, no key needed
+#
+# The base is pinned to an exact Python patch release on Debian 12. For bit-for-bit
+# rebuilds, append its digest: `docker buildx imagetools inspect python:3.11.13-slim-bookworm`.
+
+FROM python:3.11.13-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# Only what the package needs; .dockerignore keeps secrets, venvs and audit logs out.
+COPY pyproject.toml README.md ./
+COPY policies ./policies
+COPY retention ./retention
+# Dependencies come from the project's own metadata (pyproject.toml), into a venv
+# that the runtime stage copies whole.
+RUN python -m venv /opt/retention \
+ && /opt/retention/bin/pip install . \
+ && /opt/retention/bin/retention --version
+
+FROM python:3.11.13-slim-bookworm
+LABEL org.opencontainers.image.title="cartesia-retention" \
+      org.opencontainers.image.description="Enforce data-retention policies on Cartesia voice-agent calls" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# A fixed numeric UID/GID, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
+RUN groupadd --system --gid 10001 retention \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin retention \
+ && mkdir -p /policies /var/lib/retention \
+ && chown 10001:10001 /var/lib/retention \
+ && chmod 0700 /var/lib/retention
+
+COPY --from=build /opt/retention /opt/retention
+
+# Operational defaults; every one can be overridden with -e or a flag. No secrets here:
+# the API key comes at run time from CARTESIA_API_KEY or --api-key-file (a mounted secret).
+ENV PATH=/opt/retention/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    RETENTION_AUDIT_LOG=/var/lib/retention/audit.jsonl \
+    RETENTION_GRACE_PERIOD=20
+
+# Policies are mounted read-only at /policies (empty in the image on purpose: a run
+# without mounted policies fails with exit 2 instead of applying examples to real data).
+# The audit log must outlive the container.
+VOLUME ["/var/lib/retention"]
+WORKDIR /var/lib/retention
+USER 10001:10001
+
+# Exec form: `retention` is PID 1 and receives SIGTERM itself, so a stop or a
+# Kubernetes deadline triggers the run's graceful shutdown (exit 5).
+ENTRYPOINT ["retention"]
+# The default is a dry run: nothing is deleted without an explicit --execute.
+CMD ["run", "--policies", "/policies"]

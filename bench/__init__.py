@@ -1,0 +1,1 @@
+"""Benchmarks of cartesia-retention against the sandbox: `python -m bench`."""

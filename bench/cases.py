@@ -1,0 +1,250 @@
+"""The benchmarks that drive the tool as a user does: `retention run` in its own
+process against `retention sandbox` in another, over loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import policies
+from bench.dataset import calls_for_due
+from bench.figures import Figure, at_least, at_most
+from bench.procs import API_KEY, PYTHON, Measured, SandboxSpec, measure, retention_argv, sandbox
+from bench.sizes import NOW, Sizes
+from bench.stats import SandboxCounts, read_counts
+
+HERE = Path(__file__).resolve().parent
+ENV = {"CARTESIA_API_KEY": API_KEY}
+SEED = 7
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not produce its figure (the tool or a baseline failed)."""
+
+
+def run_tool(url: str, policy: Path, work: Path, *flags: str, execute: bool = False) -> Measured:
+    """`retention run` as a user types it; its own audit log and report in `work`."""
+    work.mkdir(parents=True, exist_ok=True)
+    argv = retention_argv(
+        "run",
+        "--policies",
+        str(policy),
+        "--base-url",
+        url,
+        "--now",
+        NOW,
+        "--audit-log",
+        str(work / "audit.jsonl"),
+        "--report",
+        str(work / "report.json"),
+        *flags,
+    )
+    if execute:
+        argv.append("--execute")
+    measured = measure(argv, env=ENV, workdir=work)
+    _check(measured, "retention run")
+    return measured
+
+
+def _check(measured: Measured, what: str) -> None:
+    if measured.exit_code != 0:
+        tail = measured.stderr.strip().splitlines()[-3:]
+        raise BenchError(f"{what} exited {measured.exit_code}: {' | '.join(tail)}")
+
+
+def _script(name: str, url: str, work: Path, *flags: str) -> Measured:
+    work.mkdir(parents=True, exist_ok=True)
+    measured = measure([PYTHON, str(HERE / name), "--base-url", url, *flags], env=ENV, workdir=work)
+    _check(measured, name)
+    return measured
+
+
+@dataclass
+class Window:
+    """When the sandbox saw the first and the last API request (polled)."""
+
+    first: float | None = None
+    last: float | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.first is None or self.last is None:
+            return None
+        return self.last - self.first
+
+
+@contextmanager
+def watch(url: str, interval: float = 0.05) -> Iterator[Window]:
+    """Poll the sandbox's counters to time the run as the server sees it,
+    excluding the interpreter's start-up."""
+    window = Window()
+    stop = threading.Event()
+
+    def poll() -> None:
+        seen = read_counts(url).api_requests
+        while not stop.is_set():
+            now = time.perf_counter()
+            count = read_counts(url).api_requests
+            if count != seen:
+                if window.first is None:
+                    window.first = now - interval / 2  # the first request fell in this interval
+                window.last = now - interval / 2
+                seen = count
+            stop.wait(interval)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        yield window
+    finally:
+        stop.set()
+        poller.join()
+
+
+def rate_efficiency(sizes: Sizes, tmp: Path) -> Figure:
+    calls, due = calls_for_due(sizes.rate_due, seed=SEED, agents=sizes.agents, now=NOW)
+    spec = SandboxSpec(
+        seed=SEED,
+        agents=sizes.agents,
+        calls=calls,
+        now=NOW,
+        rate=100,
+        max_in_flight=16,
+        latency_ms=20,
+    )
+    policy = policies.write(tmp, "everything", policies.DELETE_EVERYTHING)
+    with sandbox(spec) as url:
+        with watch(url) as window:
+            run = run_tool(url, policy, tmp / "rate", "--rate", "100", execute=True)
+        counts = read_counts(url)
+    seconds = window.seconds or run.wall_s
+    achieved = counts.api_requests / seconds
+    ratio = achieved / 100
+    share_429 = counts.throttled / max(counts.api_requests, 1)
+    return Figure(
+        number="1",
+        title="rate efficiency at --rate 100",
+        value=ratio,
+        unit="x",
+        target=">= 0.95, 429s < 1%",
+        met=at_least(ratio, 0.95) and share_429 < 0.01,
+        detail=(
+            f"{counts.api_requests} requests ({counts.deletions} deletions of {due} due) "
+            f"in {seconds:.1f} s as the sandbox saw them = {achieved:.1f}/s; "
+            f"429s {counts.throttled} ({share_429:.2%}); process wall {run.wall_s:.1f} s "
+            f"= {counts.api_requests / run.wall_s:.1f}/s"
+        ),
+    )
+
+
+def speed_vs_naive(sizes: Sizes, tmp: Path) -> Figure:
+    calls, due = calls_for_due(sizes.speed_due, seed=SEED, agents=sizes.agents, now=NOW)
+    spec = SandboxSpec(seed=SEED, agents=sizes.agents, calls=calls, now=NOW, latency_ms=50)
+    policy = policies.write(tmp, "everything", policies.DELETE_EVERYTHING)
+    with sandbox(spec) as url:
+        naive = _script("naive.py", url, tmp / "naive", "--now", NOW)
+        naive_counts = read_counts(url)
+    with sandbox(spec) as url:
+        tool = run_tool(url, policy, tmp / "speed", execute=True)
+        tool_counts = read_counts(url)
+    speedup = naive.wall_s / tool.wall_s
+    same = naive_counts.deletions == tool_counts.deletions == due
+    return Figure(
+        number="2",
+        title="speed vs naive httpx script, 50 ms latency",
+        value=speedup,
+        unit="x",
+        target=">= 15x",
+        met=at_least(speedup, 15) and same,
+        detail=(
+            f"naive {naive.wall_s:.1f} s, tool {tool.wall_s:.1f} s (defaults); deletions "
+            f"{naive_counts.deletions} / {tool_counts.deletions} of {due} due"
+            + ("" if same else " - DUE SETS DIFFER")
+        ),
+    )
+
+
+def cpu_per_call(sizes: Sizes, tmp: Path) -> list[Figure]:
+    listed_spec = SandboxSpec(seed=SEED, agents=sizes.agents, calls=sizes.cpu_listed, now=NOW)
+    twenty = policies.write(tmp, "twenty", policies.TWENTY)
+    with sandbox(listed_spec) as url:
+        tool = run_tool(url, twenty, tmp / "cpu-list")
+        sdk = _script("sdk_list.py", url, tmp / "sdk-list")
+        counts = read_counts(url)
+    if counts.deletions:
+        raise BenchError("a dry run deleted calls")
+    n = sizes.cpu_listed
+    tool_k, sdk_k = tool.cpu_s / n * 1000, sdk.cpu_s / n * 1000
+    listing = Figure(
+        number="3a",
+        title="CPU per 1000 listed calls, tool / SDK",
+        value=tool_k / sdk_k,
+        unit="x",
+        target="<= 0.5",
+        met=at_most(tool_k / sdk_k, 0.5),
+        detail=(
+            f"tool dry run (20 policies) {tool_k * 1000:.1f} ms vs SDK paginator "
+            f"{sdk_k * 1000:.1f} ms per 1000 of {n} calls (process CPU, start-up included)"
+        ),
+    )
+
+    calls, due = calls_for_due(sizes.cpu_deleted, seed=SEED, agents=sizes.agents, now=NOW)
+    spec = SandboxSpec(seed=SEED, agents=sizes.agents, calls=calls, now=NOW)
+    everything = policies.write(tmp, "everything", policies.DELETE_EVERYTHING)
+    with sandbox(spec) as url:
+        tool = run_tool(url, everything, tmp / "cpu-delete", execute=True)
+        tool_deleted = read_counts(url).deletions
+    with sandbox(spec) as url:
+        sdk = _script("sdk_list.py", url, tmp / "sdk-delete", "--delete", "--now", NOW)
+        sdk_deleted = read_counts(url).deletions
+    if not tool_deleted or not sdk_deleted:
+        raise BenchError("nothing was deleted")
+    tool_k, sdk_k = tool.cpu_s / tool_deleted * 1000, sdk.cpu_s / sdk_deleted * 1000
+    deleting = Figure(
+        number="3b",
+        title="CPU per 1000 deletions (tool; SDK for scale)",
+        value=tool_k,
+        unit="s",
+        target="- (ratio target is for listing)",
+        met=None,
+        detail=(
+            f"tool --execute {tool_k * 1000:.0f} ms per 1000 deletions, listing and audit log "
+            f"included; the SDK listing and sending bare DELETEs one at a time (no audit, "
+            f"no decisions) {sdk_k * 1000:.0f} ms: ratio {tool_k / sdk_k:.2f} "
+            f"({tool_deleted} / {sdk_deleted} deleted of {due} due)"
+        ),
+    )
+    return [listing, deleting]
+
+
+def memory_flat(sizes: Sizes, tmp: Path) -> Figure:
+    twenty = policies.write(tmp, "twenty", policies.TWENTY)
+    flags = ("--rate", "5000", "--concurrency", "64")
+    results: list[tuple[Measured, SandboxCounts]] = []
+    for n in (sizes.memory_small, sizes.memory_large):
+        spec = SandboxSpec(seed=SEED, agents=sizes.agents, calls=n, now=NOW)
+        with sandbox(spec) as url:
+            run = run_tool(url, twenty, tmp / f"memory-{n}", *flags)
+            results.append((run, read_counts(url)))
+    (small, _), (large, large_counts) = results
+    ratio = large.max_rss_mb / small.max_rss_mb
+    return Figure(
+        number="4",
+        title="peak RSS of dry runs, 1M / 20k calls"
+        if sizes.memory_large >= 10**6
+        else f"peak RSS of dry runs, {sizes.memory_large} / {sizes.memory_small} calls",
+        value=ratio,
+        unit="x",
+        target="<= 1.2",
+        met=at_most(ratio, 1.2),
+        detail=(
+            f"{small.max_rss_mb:.1f} MB over {sizes.memory_small} calls ({small.wall_s:.1f} s), "
+            f"{large.max_rss_mb:.1f} MB over {sizes.memory_large} calls ({large.wall_s:.1f} s, "
+            f"{large_counts.api_requests / large.wall_s:.0f} requests/s); "
+            f"flags {' '.join(flags)}"
+        ),
+    )

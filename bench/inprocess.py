@@ -1,0 +1,80 @@
+"""Benchmarks of pure parts: the policy engine (in this process, one core) and
+`retention audit verify` (its own process, for its peak RSS)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench import policies
+from bench.dataset import parse_now
+from bench.figures import Figure, at_most
+from bench.procs import measure, retention_argv
+from bench.sizes import NOW, Sizes
+from retention.audit.synth import synthesize
+from retention.policy.engine import decide
+from retention.policy.load import load_policies
+from retention.sandbox.data import Dataset, DatasetSpec
+
+
+def policy_engine(sizes: Sizes, tmp: Path) -> Figure:
+    policy_set = load_policies([policies.write(tmp, "twenty", policies.TWENTY)])
+    now = parse_now(NOW)
+    dataset = Dataset(DatasetSpec(seed=7, agents=20, calls=sizes.engine_pool, now=now))
+    names = {agent.id: agent.name for agent in dataset.agents()}
+    # A pool cycled through, so only deciding is timed, not generating calls.
+    pool = [(call, names.get(call.agent_id)) for call in dataset.iter_all_calls(transcripts=False)]
+    rounds, rest = divmod(sizes.engine_decisions, len(pool))
+    actions: dict[str, int] = {}
+    started = time.process_time()
+    for _ in range(rounds):
+        for call, name in pool:
+            decide(policy_set, call, now, name)
+    for call, name in pool[:rest]:
+        decide(policy_set, call, now, name)
+    seconds = time.process_time() - started
+    for call, name in pool:
+        action = str(decide(policy_set, call, now, name).action)
+        actions[action] = actions.get(action, 0) + 1
+    scaled = seconds * 1_000_000 / sizes.engine_decisions
+    mix = ", ".join(f"{k} {v / len(pool):.0%}" for k, v in sorted(actions.items()))
+    return Figure(
+        number="5",
+        title=f"policy engine, {sizes.engine_decisions:,} decisions x 20 policies",
+        value=seconds,
+        unit="s",
+        target="< 5 s per 1M",
+        met=scaled < 5,
+        detail=(
+            f"{seconds / sizes.engine_decisions * 1e6:.2f} us per decision on one core "
+            f"(process time); {scaled:.2f} s per 1M; decision mix {mix}"
+        ),
+    )
+
+
+def audit_verify(sizes: Sizes, tmp: Path) -> Figure:
+    peaks: list[tuple[int, float, float]] = []
+    for n in (sizes.audit_small, sizes.audit_large):
+        path = tmp / f"audit-{n}.jsonl"
+        written = synthesize(path, n)
+        work = tmp / f"verify-{n}"
+        work.mkdir(parents=True, exist_ok=True)
+        run = measure(retention_argv("audit", "verify", str(path)), workdir=work)
+        if run.exit_code != 0:
+            raise RuntimeError(f"audit verify exited {run.exit_code}: {run.stderr.strip()[-300:]}")
+        peaks.append((written, run.max_rss_mb, run.wall_s))
+        path.unlink()
+    (small, small_mb, _), (large, large_mb, large_s) = peaks
+    ratio = large_mb / small_mb
+    return Figure(
+        number="6",
+        title=f"audit verify peak RSS, {large:,} / {small:,} lines",
+        value=ratio,
+        unit="x",
+        target="<= 1.2 (flat)",
+        met=at_most(ratio, 1.2),
+        detail=(
+            f"{small_mb:.1f} MB vs {large_mb:.1f} MB; {large:,} lines verified in "
+            f"{large_s:.1f} s ({large / large_s:,.0f} lines/s)"
+        ),
+    )

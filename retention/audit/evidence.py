@@ -1,0 +1,273 @@
+"""What `retention audit verify` prints, and the evidence file it writes (.md or .json).
+
+Only facts the verifier derived are written: the file's digest, the chain's end,
+counts, run ids and times, policy names, call ids of mismatches. Nothing free-form
+is copied from the log (not even a `failed` line's `error`), so no transcript,
+summary, phone number, metadata value or key can reach the evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from retention import __version__
+from retention.audit.proof import ApiProof
+from retention.audit.verify import LogSummary
+from retention.errors import UserError
+
+REPORT_SUFFIXES: Final = (".md", ".json")
+RUNS_PRINTED: Final = 20
+OUTCOME_ORDER: Final = ("deleted", "already_redacted", "not_found", "failed")
+
+
+class ReportPathError(UserError):
+    """--report names a format we do not write, or a place we cannot write to."""
+
+
+def check_report_path(path: Path) -> None:
+    """Fail before any work when --report cannot be honoured."""
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise ReportPathError(
+            "the evidence report must end in .md or .json", where=f"--report {path}"
+        )
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ReportPathError("its directory does not exist", where=f"--report {path}")
+
+
+def iso(instant: datetime | None) -> str | None:
+    if instant is None:
+        return None
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def verdict_line(summary: LogSummary, proof: ApiProof | None) -> str:
+    if summary.problem is not None:
+        return f"BROKEN at {summary.problem}"
+    if proof is None:
+        return "INTACT: the chain holds and every delete_requested has one outcome"
+    if proof.refused_status is not None:
+        return f"UNPROVEN: the API refused the credentials (HTTP {proof.refused_status})"
+    if proof.holds:
+        return f"INTACT and CONFIRMED by the API ({proof.confirmed} redactions)"
+    return (
+        f"INTACT but NOT CONFIRMED: {proof.mismatched} mismatched, "
+        f"{proof.unreadable} unreadable of {proof.to_check}"
+    )
+
+
+def _counts(counter: Counter[str]) -> dict[str, int]:
+    return {key: counter[key] for key in sorted(counter)}
+
+
+def evidence(summary: LogSummary, proof: ApiProof | None, *, made_at: datetime) -> dict[str, Any]:
+    """The evidence as plain data (the JSON report; the Markdown one renders the same)."""
+    problem = summary.problem
+    return {
+        "tool": {"name": "cartesia-retention", "version": __version__},
+        "verified_at": iso(made_at),
+        "log": {
+            "path": str(summary.path.resolve()),
+            "sha256": summary.sha256,
+            "bytes": summary.size,
+            "lines": summary.lines,
+            "last_seq": summary.last_seq,
+            "last_hash": summary.last_hash,
+        },
+        "verdict": {
+            "intact": summary.intact,
+            "text": verdict_line(summary, proof),
+            "problems": summary.problems,
+            "first_problem": None
+            if problem is None
+            else {"line": problem.line, "kind": problem.kind, "detail": problem.detail},
+        },
+        "runs": [
+            {
+                "run_id": run.run_id,
+                "started_at": iso(run.started_at),
+                "finished_at": iso(run.finished_at),
+                "dry_run": run.dry_run,
+                "outcomes": _counts(run.outcomes),
+            }
+            for run in summary.runs.values()
+        ],
+        "events": _counts(summary.events),
+        "outcomes": _counts(summary.outcomes),
+        "by_policy": {name: _counts(summary.by_policy[name]) for name in sorted(summary.by_policy)},
+        "redacted_at": {
+            "first": iso(summary.first_redacted_at),
+            "last": iso(summary.last_redacted_at),
+        },
+        "api_check": None if proof is None else _proof_data(proof),
+    }
+
+
+def _proof_data(proof: ApiProof) -> dict[str, Any]:
+    listed = proof.first_mismatches
+    return {
+        "base_url": proof.base_url,
+        "started_at": iso(proof.started_at),
+        "finished_at": iso(proof.finished_at),
+        "to_check": proof.to_check,
+        "checked": proof.checked,
+        "confirmed": proof.confirmed,
+        "mismatched": proof.mismatched,
+        "unreadable": proof.unreadable,
+        "refused_status": proof.refused_status,
+        "holds": proof.holds,
+        "first_mismatches": [
+            {
+                "line": item.line,
+                "call_id": item.call_id,
+                "logged": item.logged,
+                "seen": item.seen,
+                "kind": item.kind,
+            }
+            for item in listed
+        ],
+        "mismatches_not_listed": proof.mismatched + proof.unreadable - len(listed),
+    }
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    def cell(value: Any) -> str:
+        return "—" if value is None else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _yes_no(flag: bool | None) -> str | None:
+    return None if flag is None else ("yes" if flag else "no")
+
+
+def to_markdown(data: dict[str, Any]) -> str:
+    log, verdict = data["log"], data["verdict"]
+    out = [
+        "# Audit log evidence",
+        "",
+        f"- Verdict: **{verdict['text']}**",
+        f"- Verified at: {data['verified_at']} by {data['tool']['name']} {data['tool']['version']}",
+        f"- File: `{log['path']}` ({log['bytes']} bytes, {log['lines']} lines)",
+        f"- SHA-256 of the file: `{log['sha256']}`",
+        f"- Chain: last seq {log['last_seq']}, last hash `{log['last_hash']}`",
+        f"- First / last `redacted_at`: {data['redacted_at']['first'] or '—'} / "
+        f"{data['redacted_at']['last'] or '—'}",
+        "",
+        "## Runs",
+        "",
+    ]
+    out += _md_table(
+        ["run_id", "started", "finished", "dry run", *OUTCOME_ORDER],
+        [
+            [run["run_id"], run["started_at"], run["finished_at"], _yes_no(run["dry_run"])]
+            + [run["outcomes"].get(name, 0) for name in OUTCOME_ORDER]
+            for run in data["runs"]
+        ],
+    )
+    out += ["## Deletions by policy", ""]
+    out += _md_table(
+        ["policy", *OUTCOME_ORDER],
+        [
+            [name, *(counts.get(outcome, 0) for outcome in OUTCOME_ORDER)]
+            for name, counts in data["by_policy"].items()
+        ],
+    )
+    out += ["## Lines by event", ""]
+    out += _md_table(["event", "lines"], [[k, v] for k, v in data["events"].items()])
+    check = data["api_check"]
+    out += ["## Check against the API", ""]
+    if check is None:
+        out += ["Not made (run with `--api`).", ""]
+    else:
+        out += [
+            f"- API: {check['base_url']}, from {check['started_at']} to {check['finished_at']}",
+            f"- Redactions to check: {check['to_check']}; checked {check['checked']}; "
+            f"confirmed {check['confirmed']}; mismatched {check['mismatched']}; "
+            f"unreadable {check['unreadable']}",
+        ]
+        if check["refused_status"] is not None:
+            out.append(
+                f"- Stopped: the API refused the credentials (HTTP {check['refused_status']})"
+            )
+        out.append("")
+        if check["first_mismatches"]:
+            out += _md_table(
+                ["line", "call_id", "logged redacted_at", "API shows"],
+                [
+                    [m["line"], m["call_id"], m["logged"], m["seen"]]
+                    for m in check["first_mismatches"]
+                ],
+            )
+            if check["mismatches_not_listed"]:
+                out += [f"…and {check['mismatches_not_listed']} more not listed.", ""]
+    return "\n".join(out)
+
+
+def write_report(path: Path, data: dict[str, Any]) -> None:
+    text = (
+        json.dumps(data, indent=2) + "\n"
+        if path.suffix.lower() == ".json"
+        else to_markdown(data) + "\n"
+    )
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ReportPathError(
+            f"cannot write the report ({os.strerror(err.errno) if err.errno else err})",
+            where=f"--report {path}",
+        ) from None
+
+
+def summary_text(summary: LogSummary, proof: ApiProof | None) -> str:
+    """The human summary printed on stdout."""
+    data = evidence(summary, proof, made_at=datetime.now(UTC))
+    log = data["log"]
+    out = [
+        f"audit log   {summary.path} ({log['lines']} lines, sha256 {log['sha256']})",
+        f"chain       last seq {log['last_seq']}, last hash {log['last_hash']}",
+        f"runs        {len(data['runs'])}",
+    ]
+    runs = data["runs"]
+    if len(runs) > RUNS_PRINTED:
+        out.append(f"  ({len(runs) - RUNS_PRINTED} earlier runs not shown; see --report)")
+    for run in runs[-RUNS_PRINTED:]:
+        mode = {True: "dry run", False: "execute", None: "mode ?"}[run["dry_run"]]
+        counts = " ".join(f"{k}={v}" for k, v in run["outcomes"].items()) or "no deletions"
+        out.append(
+            f"  {run['run_id']}  {run['started_at'] or '?'} -> {run['finished_at'] or 'unfinished'}"
+            f"  {mode}  {counts}"
+        )
+    out.append(
+        "by outcome  " + (" ".join(f"{k}={v}" for k, v in data["outcomes"].items()) or "none")
+    )
+    if data["by_policy"]:
+        out.append("by policy")
+        for name, counts in data["by_policy"].items():
+            out.append(f"  {name}: " + " ".join(f"{k}={v}" for k, v in counts.items()))
+    first, last = data["redacted_at"]["first"], data["redacted_at"]["last"]
+    out.append(f"redacted_at first {first or '—'}, last {last or '—'}")
+    check = data["api_check"]
+    if check is not None:
+        out.append(
+            f"api check   {check['confirmed']} confirmed, {check['mismatched']} mismatched, "
+            f"{check['unreadable']} unreadable of {check['to_check']} ({check['base_url']})"
+        )
+        for m in check["first_mismatches"]:
+            out.append(
+                f"  line {m['line']}: call {m['call_id']} logged {m['logged']}, "
+                f"API shows {m['seen']}"
+            )
+        if check["mismatches_not_listed"]:
+            out.append(f"  …and {check['mismatches_not_listed']} more")
+    out.append(f"verdict     {verdict_line(summary, proof)}")
+    return "\n".join(out)

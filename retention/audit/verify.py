@@ -1,0 +1,347 @@
+"""`retention audit verify`: prove an audit log intact, streaming it in flat memory.
+
+One pass over the file recomputes the hash chain and checks every line. What is
+kept while streaming is bounded by the work in flight, not by the file: counters,
+one summary per run, and the `delete_requested` lines still waiting for an outcome.
+
+Rules, in the order a line is checked:
+1. it ends with a newline (else the file was truncated) and parses as one JSON object;
+2. it carries `seq` and `hash`, `seq` is the previous line's plus one (a gap is a
+   missing line; a repeat or step back is a reordered or inserted line), and `hash`
+   chains from the previous line;
+3. it carries `ts` (RFC 3339, UTC), `run_id`, a known `event` and that event's keys;
+4. each `delete_requested` gets exactly one outcome: the next outcome line for the
+   same call, in whatever run. A run killed between the two leaves the intent open
+   and the next run writes the outcome under its own `run_id` at its start; that
+   closes the intent. An outcome with no open intent (a second outcome, or a forged
+   one), an outcome whose agent or policy differs from its intent's, and an intent
+   still open at the end of the file are errors.
+A break in 1 or 2 stops the chain check (nothing after it can be trusted); the
+file is still read to the end for its digest and line count. Errors of 3 and 4
+leave the chain intact, so checking goes on and the earliest line is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, chain_hash
+from retention.audit.reader import (
+    AuditFileError,
+    DigestingReader,
+    LineFormatError,
+    RawLine,
+    iter_lines,
+    open_log,
+    parse_line,
+)
+
+ProblemKind = Literal[
+    "truncated",
+    "bad_json",
+    "missing_key",
+    "bad_value",
+    "seq",
+    "hash",
+    "unresolved_intent",
+    "orphan_outcome",
+    "intent_mismatch",
+]
+REDACTION_EVENTS: Final = frozenset({"deleted", "already_redacted"})
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+_ID_KEYS: Final = frozenset({"call_id", "agent_id", "policy"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int
+    kind: ProblemKind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.detail}"
+
+
+@dataclass(slots=True)
+class RunSummary:
+    run_id: str
+    first_line: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    dry_run: bool | None = None
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIntent:
+    line: int
+    agent_id: str
+    policy: str
+
+
+@dataclass(slots=True)
+class LogSummary:
+    """What one pass learnt about the file; `problem` is the earliest broken line."""
+
+    path: Path
+    sha256: str = ""
+    size: int = 0
+    lines: int = 0
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+    runs: dict[str, RunSummary] = field(default_factory=dict)
+    events: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    by_policy: dict[str, Counter[str]] = field(default_factory=dict)
+    first_redacted_at: datetime | None = None
+    last_redacted_at: datetime | None = None
+    problem: Problem | None = None
+    problems: int = 0
+    chain_checked_lines: int = 0  # lines whose chain link held
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+    @property
+    def redactions(self) -> int:
+        return sum(self.outcomes[event] for event in REDACTION_EVENTS)
+
+
+def parse_instant(value: object) -> datetime | None:
+    """An RFC 3339 timestamp with an explicit offset, as an aware UTC datetime; else None."""
+    if not isinstance(value, str) or "T" not in value.upper():
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if instant.tzinfo is None:
+        return None
+    return instant.astimezone(UTC)
+
+
+def _utc_instant(value: object) -> datetime | None:
+    """`value` as an instant if it is RFC 3339 with a zero offset (the log's `ts`)."""
+    instant = parse_instant(value)
+    if instant is None or not str(value).upper().endswith(("Z", "+00:00")):
+        return None
+    return instant
+
+
+def _dry_run_flag(line: dict[str, Any]) -> bool | None:
+    # The flag may sit at the top level or among the recorded options.
+    for holder in (line, line.get("options")):
+        if isinstance(holder, dict):
+            flag = holder.get("dry_run")
+            if isinstance(flag, bool):
+                return flag
+            execute = holder.get("execute")
+            if isinstance(execute, bool):
+                return not execute
+    return None
+
+
+class Verifier:
+    """Feed it the file's lines in order, then call `finish()`."""
+
+    def __init__(self, path: Path) -> None:
+        self.summary = LogSummary(path=path)
+        self._previous_hash = GENESIS_HASH
+        self._halted = False
+        self._open: dict[str, OpenIntent] = {}  # call_id -> intent; bounded by work in flight
+
+    @property
+    def open_intents(self) -> int:
+        return len(self._open)
+
+    def _report(self, line: int, kind: ProblemKind, detail: str) -> None:
+        summary = self.summary
+        summary.problems += 1
+        if summary.problem is None or line < summary.problem.line:
+            summary.problem = Problem(line, kind, detail)
+
+    def _halt(self, line: int, kind: ProblemKind, detail: str) -> None:
+        self._report(line, kind, detail)
+        self._halted = True
+
+    def feed(self, raw: RawLine) -> None:
+        self.summary.lines = raw.number
+        if self._halted:
+            return
+        if raw.too_long:
+            self._halt(raw.number, "bad_json", "line too long to be an audit record")
+            return
+        if not raw.complete:
+            self._halt(raw.number, "truncated", "truncated: the last line has no newline")
+            return
+        try:
+            record = parse_line(raw.data)
+        except LineFormatError as err:
+            self._halt(raw.number, "bad_json", str(err))
+            return
+        if self._link(raw.number, record):
+            self._check_record(raw.number, record)
+
+    def _link(self, number: int, record: dict[str, Any]) -> bool:
+        """Check `seq` and `hash` against the previous line; False when the chain breaks."""
+        seq, recorded = record.get("seq"), record.get("hash")
+        if seq is None or recorded is None:
+            missing = "seq" if seq is None else "hash"
+            self._halt(number, "missing_key", f"missing key {missing!r}")
+            return False
+        if type(seq) is not int or not isinstance(recorded, str) or not _HEX64.fullmatch(recorded):
+            self._halt(number, "bad_value", "`seq` must be an integer and `hash` 64 hex digits")
+            return False
+        expected = self.summary.last_seq + 1
+        if seq != expected:
+            if seq > expected:
+                gone = seq - expected
+                what = "a line is missing" if gone == 1 else f"{gone} lines are missing"
+                detail = f"seq gap: expected {expected}, found {seq} ({what})"
+            else:
+                detail = (
+                    f"seq out of order: expected {expected}, found {seq} "
+                    "(a reordered or inserted line)"
+                )
+            self._halt(number, "seq", detail)
+            return False
+        if chain_hash(self._previous_hash, record) != recorded:
+            self._halt(number, "hash", "hash mismatch: the line was altered, or the one before it")
+            return False
+        self._previous_hash = recorded
+        self.summary.last_seq = seq
+        self.summary.last_hash = recorded
+        self.summary.chain_checked_lines += 1
+        return True
+
+    def _check_record(self, number: int, record: dict[str, Any]) -> None:
+        for key in ("ts", "run_id", "event"):
+            if key not in record:
+                self._report(number, "missing_key", f"missing key {key!r}")
+                return
+        event, run_id, ts = record["event"], record["run_id"], record["ts"]
+        if not isinstance(event, str) or event not in EVENT_KEYS:
+            self._report(number, "bad_value", "`event` is not one of the audit events")
+            return
+        if not isinstance(run_id, str) or not run_id:
+            self._report(number, "bad_value", "`run_id` must be a non-empty string")
+            return
+        instant = _utc_instant(ts)
+        if instant is None:
+            self._report(number, "bad_value", "`ts` is not an RFC 3339 UTC timestamp")
+            return
+        missing = [key for key in EVENT_KEYS[event] if key not in record]
+        if missing:
+            self._report(number, "missing_key", f"{event} line is missing key {missing[0]!r}")
+            if not _ID_KEYS.isdisjoint(missing):
+                return  # without its ids the line cannot answer an intent
+        self.summary.events[event] += 1
+        run = self.summary.runs.get(run_id)
+        if run is None:
+            run = self.summary.runs[run_id] = RunSummary(run_id, first_line=number)
+        if event == "run_started":
+            run.started_at = instant
+            run.dry_run = _dry_run_flag(record)
+        elif event == "run_finished":
+            run.finished_at = instant
+        elif event == "delete_requested":
+            self._intent(number, record)
+        elif event in OUTCOME_EVENTS:
+            self._outcome(number, event, record, run)
+
+    def _ids(self, number: int, record: dict[str, Any]) -> tuple[str, str, str] | None:
+        ids = record["call_id"], record["agent_id"], record["policy"]
+        if not all(isinstance(value, str) and value for value in ids):
+            self._report(number, "bad_value", "`call_id`, `agent_id` and `policy` must be text")
+            return None
+        return ids
+
+    def _intent(self, number: int, record: dict[str, Any]) -> None:
+        ids = self._ids(number, record)
+        if ids is None:
+            return
+        call_id, agent_id, policy = ids
+        earlier = self._open.pop(call_id, None)
+        if earlier is not None:
+            self._report(
+                earlier.line,
+                "unresolved_intent",
+                f"delete_requested for call {call_id} has no outcome before the next "
+                f"delete_requested for it at line {number}",
+            )
+        self._open[call_id] = OpenIntent(number, agent_id, policy)
+
+    def _outcome(self, number: int, event: str, record: dict[str, Any], run: RunSummary) -> None:
+        ids = self._ids(number, record)
+        if ids is None:
+            return
+        call_id, agent_id, policy = ids
+        intent = self._open.pop(call_id, None)
+        if intent is None:
+            self._report(
+                number,
+                "orphan_outcome",
+                f"{event} for call {call_id} answers no open delete_requested "
+                "(a second outcome, or a line not written by a run)",
+            )
+            return
+        if (intent.agent_id, intent.policy) != (agent_id, policy):
+            self._report(
+                number,
+                "intent_mismatch",
+                f"{event} for call {call_id} names another agent or policy than its "
+                f"delete_requested at line {intent.line}",
+            )
+        if event in REDACTION_EVENTS and "redacted_at" in record:
+            redacted_at = parse_instant(record["redacted_at"])
+            if redacted_at is None:
+                self._report(number, "bad_value", "`redacted_at` is not an RFC 3339 timestamp")
+                return
+            summary = self.summary
+            if summary.first_redacted_at is None or redacted_at < summary.first_redacted_at:
+                summary.first_redacted_at = redacted_at
+            if summary.last_redacted_at is None or redacted_at > summary.last_redacted_at:
+                summary.last_redacted_at = redacted_at
+        elif event == "failed" and not isinstance(record.get("error", ""), str):
+            self._report(number, "bad_value", "`error` must be text")
+        self.summary.outcomes[event] += 1
+        self.summary.by_policy.setdefault(policy, Counter())[event] += 1
+        run.outcomes[event] += 1
+
+    def finish(self, *, sha256: str, size: int) -> LogSummary:
+        self.summary.sha256, self.summary.size = sha256, size
+        # After a chain break the rest is unread, so open intents prove nothing.
+        if not self._halted and self._open:
+            call_id, first = next(iter(self._open.items()))
+            others = len(self._open) - 1
+            more = f" ({others} more open intents)" if others else ""
+            self._report(
+                first.line,
+                "unresolved_intent",
+                f"unresolved intent: delete_requested for call {call_id} has no outcome{more}; "
+                "if its run was stopped, the next `retention run` asks the API and records it",
+            )
+            self.summary.problems += others
+        return self.summary
+
+
+def verify_log(path: Path) -> LogSummary:
+    """Stream the log at `path` and return what it proves (raises AuditFileError if unreadable)."""
+    with open_log(path) as stream:
+        verifier = Verifier(path)
+        reader = DigestingReader(stream)
+        try:
+            for raw in iter_lines(reader):
+                verifier.feed(raw)
+        except OSError as err:
+            raise AuditFileError(
+                f"read failed after line {verifier.summary.lines} ({type(err).__name__})",
+                where=str(path),
+            ) from None
+        return verifier.finish(sha256=reader.digest.hexdigest(), size=reader.size)

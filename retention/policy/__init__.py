@@ -1,0 +1,1 @@
+"""Retention policies: YAML loading with precise errors, compiled matchers, the decision engine."""

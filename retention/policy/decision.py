@@ -1,0 +1,42 @@
+"""What the engine decides for one call, and why."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Action(enum.StrEnum):
+    DELETE = "delete"
+    KEEP = "keep"
+    SKIP = "skip"
+
+
+class Reason(enum.StrEnum):
+    DUE = "due"  # delete: a matching deletion rule is due and nothing holds the call
+    HELD = "held"  # keep: a deletion rule is due but a retention rule still holds the call
+    NO_DELETION_RULE = "no_deletion_rule"  # keep: no deletion rule matches
+    NOT_YET_DUE = "not_yet_due"  # keep: deletion rules match, none is due yet
+    NOT_TERMINAL = "not_terminal"  # skip: status is not completed/failed
+    ALREADY_REDACTED = "already_redacted"  # skip: redacted_at is set
+    ZDR = "zdr"  # skip: zero data retention, nothing sensitive was kept
+    NO_TIMESTAMP = "no_timestamp"  # skip: neither start_time nor end_time
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """`credited_policy`: for DELETE the due deletion rule with the shortest duration; for
+    KEEP/HELD the rule that would have deleted it; for KEEP/NOT_YET_DUE the rule that will
+    be due first. `held_by`: for KEEP/HELD the retention rule holding it longest."""
+
+    action: Action
+    reason: Reason
+    credited_policy: str | None = None
+    held_by: str | None = None
+
+
+SKIP_NOT_TERMINAL = Decision(Action.SKIP, Reason.NOT_TERMINAL)
+SKIP_ALREADY_REDACTED = Decision(Action.SKIP, Reason.ALREADY_REDACTED)
+SKIP_ZDR = Decision(Action.SKIP, Reason.ZDR)
+SKIP_NO_TIMESTAMP = Decision(Action.SKIP, Reason.NO_TIMESTAMP)
+KEEP_NO_DELETION_RULE = Decision(Action.KEEP, Reason.NO_DELETION_RULE)

@@ -1,0 +1,218 @@
+"""The compiled form of a policy set that makes `decide` cheap.
+
+Each part of a call that conditions look at (agent, region, status, one metadata
+key) is a dimension: a memo from the call's value there to the bitmask of the
+policies that value satisfies. A call's matching policies are the AND of a few
+masks, and each distinct mask's outcome (shortest deletion, longest retention,
+the pre-built decisions) is computed once. Memos are bounded: they are cleared
+when full, so memory never grows with the number of calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final, Generic, TypeVar
+
+from retention.api.models import TERMINAL_STATUSES, Call
+from retention.policy.decision import (
+    KEEP_NO_DELETION_RULE,
+    SKIP_ALREADY_REDACTED,
+    SKIP_NO_TIMESTAMP,
+    SKIP_NOT_TERMINAL,
+    SKIP_ZDR,
+    Action,
+    Decision,
+    Reason,
+)
+from retention.policy.match import (
+    AgentsCondition,
+    Condition,
+    MetadataCondition,
+    RegionsCondition,
+    StatusesCondition,
+    text_form,
+)
+from retention.policy.model import Kind, Policy
+
+MEMO_LIMIT: Final = 8192
+FOREVER: Final = timedelta.max  # any real age is shorter
+_ZERO: Final = timedelta(0)
+K = TypeVar("K", bound=Hashable)
+
+
+class _Dimension(Generic[K]):
+    """Value in one part of a call -> bitmask of the policies whose conditions it meets."""
+
+    __slots__ = ("free", "memo", "tests")
+
+    def __init__(self, free: int, tests: Sequence[tuple[int, Callable[[K], bool]]]) -> None:
+        self.free = free  # policies with no condition here match any value
+        self.tests = tuple(tests)
+        self.memo: dict[K, int] = {}
+
+    def compute(self, value: K) -> int:
+        """The mask for a value not in the memo, remembered for next time."""
+        mask = self.free
+        for bit, test in self.tests:
+            if test(value):
+                mask |= bit
+        if len(self.memo) >= MEMO_LIMIT:
+            self.memo.clear()
+        self.memo[value] = mask
+        return mask
+
+
+class _Outcomes:
+    """What a set of matching policies decides, for any age."""
+
+    __slots__ = ("delete_after", "due", "held", "not_yet_due", "retain_for")
+
+    def __init__(self, matching: Sequence[Policy]) -> None:
+        deletions = [p for p in matching if p.kind == Kind.DELETE]
+        retentions = [p for p in matching if p.kind == Kind.RETAIN]
+        # Credit: the shortest deletion (due whenever any is), ties to the first name.
+        credited = min(deletions, key=lambda p: (p.duration, p.name), default=None)
+        # Holder: the longest retention (holds whenever any does), ties to the first name.
+        holder = min(
+            retentions,
+            key=lambda p: (p.duration is not None, -(p.duration or _ZERO), p.name),
+            default=None,
+        )
+        self.delete_after = credited.duration if credited is not None else None
+        self.retain_for = None if holder is None else (holder.duration or FOREVER)
+        name = credited.name if credited is not None else None
+        self.due = Decision(Action.DELETE, Reason.DUE, name)
+        self.held = Decision(Action.KEEP, Reason.HELD, name, holder.name if holder else None)
+        self.not_yet_due = Decision(Action.KEEP, Reason.NOT_YET_DUE, name)
+
+
+def _dimension(
+    policies: Sequence[Policy], dimension: str, test: Callable[[Condition], Callable[[K], bool]]
+) -> _Dimension[K] | None:
+    """The memo for one part of a call, or None when no policy has a condition on it."""
+    free = 0
+    tests: list[tuple[int, Callable[[K], bool]]] = []
+    for i, policy in enumerate(policies):
+        mine = [test(c) for c in policy.conditions if c.dimension == dimension]
+        if not mine:
+            free |= 1 << i
+        elif len(mine) == 1:
+            tests.append((1 << i, mine[0]))
+        else:
+            tests.append((1 << i, _all_of(tuple(mine))))
+    return _Dimension(free, tests) if tests else None
+
+
+def _all_of(tests: tuple[Callable[[K], bool], ...]) -> Callable[[K], bool]:
+    return lambda value: all(test(value) for test in tests)
+
+
+def _agent_test(condition: Condition) -> Callable[[tuple[str, str | None]], bool]:
+    assert isinstance(condition, AgentsCondition)
+    return lambda agent: condition.matches_agent(agent[0], agent[1])
+
+
+def _region_test(condition: Condition) -> Callable[[str | None], bool]:
+    assert isinstance(condition, RegionsCondition)
+    return condition.regions.__contains__
+
+
+def _status_test(condition: Condition) -> Callable[[str], bool]:
+    assert isinstance(condition, StatusesCondition)
+    return condition.statuses.__contains__
+
+
+def _metadata_test(condition: Condition) -> Callable[[str], bool]:
+    assert isinstance(condition, MetadataCondition)
+    return condition.globs
+
+
+class PolicyIndex:
+    """Decides calls against a fixed tuple of policies; see the module docstring."""
+
+    def __init__(self, policies: Sequence[Policy]) -> None:
+        self._policies = tuple(policies)
+        self._all = (1 << len(self._policies)) - 1
+        self._agents = _dimension(policies, AgentsCondition.key, _agent_test)
+        self._regions = _dimension(policies, RegionsCondition.key, _region_test)
+        self._statuses = _dimension(policies, StatusesCondition.key, _status_test)
+        keys = sorted(
+            {c.name for p in policies for c in p.conditions if isinstance(c, MetadataCondition)}
+        )
+        self._metadata: list[tuple[str, _Dimension[str]]] = []
+        self._no_metadata = self._all  # the mask for a call with null metadata
+        for key in keys:
+            dim = _dimension(policies, f"metadata.{key}", _metadata_test)
+            assert dim is not None
+            self._metadata.append((key, dim))
+            self._no_metadata &= dim.free
+        self._outcomes: dict[int, _Outcomes] = {}
+
+    def matching(self, mask: int) -> list[Policy]:
+        return [p for i, p in enumerate(self._policies) if mask >> i & 1]
+
+    def mask(self, call: Call, agent_name: str | None) -> int:
+        """The bitmask of the policies whose every condition the call meets."""
+        # Memo lookups are inlined: this runs once per call listed.
+        mask = self._all
+        agents = self._agents
+        if agents is not None:
+            name = call.agent_name
+            agent = (call.agent_id, agent_name if name is None else name)
+            found = agents.memo.get(agent)
+            mask &= agents.compute(agent) if found is None else found
+        regions = self._regions
+        if regions is not None:
+            found = regions.memo.get(call.deployment_region)
+            mask &= regions.compute(call.deployment_region) if found is None else found
+        statuses = self._statuses
+        if statuses is not None:
+            found = statuses.memo.get(call.status)
+            mask &= statuses.compute(call.status) if found is None else found
+        if self._metadata:
+            metadata = call.metadata
+            if metadata is None:
+                return mask & self._no_metadata
+            for key, dim in self._metadata:
+                value = metadata.get(key)
+                text = value if value.__class__ is str else text_form(value)
+                if text is None:
+                    mask &= dim.free
+                else:
+                    found = dim.memo.get(text)
+                    mask &= dim.compute(text) if found is None else found
+        return mask
+
+    def decide(self, call: Call, now: datetime, agent_name: str | None) -> Decision:
+        # Skip reasons, most fundamental first: status, redaction, ZDR, timestamps.
+        if call.status not in TERMINAL_STATUSES:
+            return SKIP_NOT_TERMINAL
+        if call.redacted_at is not None:
+            return SKIP_ALREADY_REDACTED
+        if call.zdr_enabled:
+            return SKIP_ZDR
+        origin = call.start_time
+        if origin is None:
+            origin = call.end_time
+            if origin is None:
+                return SKIP_NO_TIMESTAMP
+        if origin.tzinfo is None:
+            origin = origin.replace(tzinfo=UTC)  # a timestamp without offset is UTC
+        mask = self.mask(call, agent_name)
+        outcomes = self._outcomes.get(mask)
+        if outcomes is None:
+            outcomes = _Outcomes(self.matching(mask))
+            if len(self._outcomes) >= MEMO_LIMIT:
+                self._outcomes.clear()
+            self._outcomes[mask] = outcomes
+        delete_after = outcomes.delete_after
+        if delete_after is None:
+            return KEEP_NO_DELETION_RULE
+        age = now - origin
+        if age < delete_after:
+            return outcomes.not_yet_due
+        retain_for = outcomes.retain_for
+        if retain_for is not None and age < retain_for:
+            return outcomes.held
+        return outcomes.due

@@ -1,0 +1,77 @@
+"""Compiled policies: what `load_policies` returns and the engine evaluates."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from retention.api.models import Call
+from retention.policy.match import Condition
+
+if TYPE_CHECKING:
+    from retention.policy.index import PolicyIndex
+
+
+class Kind(enum.StrEnum):
+    DELETE = "delete_after"
+    RETAIN = "retain_for"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    kind: Kind
+    duration: timedelta | None  # None only for `retain_for: forever`
+    duration_text: str  # as written, e.g. "90d" or "forever"
+    conditions: tuple[Condition, ...]  # all must hold; empty = every call
+    description: str | None = None
+    file: str = "<memory>"
+    line: int = 0
+
+    @property
+    def forever(self) -> bool:
+        return self.duration is None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def first_mismatch(self, call: Call, agent_name: str | None = None) -> Condition | None:
+        """The first condition the call fails, or None when the policy matches it."""
+        for condition in self.conditions:
+            if not condition.matches(call, agent_name):
+                return condition
+        return None
+
+    def matches(self, call: Call, agent_name: str | None = None) -> bool:
+        return self.first_mismatch(call, agent_name) is None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySource:
+    """A loaded file and the SHA-256 (hex) of its bytes, for the audit log's run_started."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """The policies of a run, compiled once into an index that `decide` reads."""
+
+    policies: tuple[Policy, ...]
+    sources: tuple[PolicySource, ...] = ()
+    index: PolicyIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from retention.policy.index import PolicyIndex  # here: index imports this module
+
+        object.__setattr__(self, "index", PolicyIndex(self.policies))
+
+    def by_name(self, name: str) -> Policy:
+        for policy in self.policies:
+            if policy.name == name:
+                return policy
+        raise KeyError(name)

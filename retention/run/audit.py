@@ -1,0 +1,304 @@
+"""The audit log on disk: the run's lock, the start-up scan, and crash-safe appends.
+
+- A run holds an exclusive `flock` on the sidecar `<audit-log>.lock` for its whole life,
+  so two runs never interleave lines; a second run is refused (exit 6).
+- At start the log is streamed once, line by line: the chain continues from the last
+  line's `seq` and `hash`, and `delete_requested` lines with no outcome (a killed run)
+  are collected for recovery. That set is bounded by the killed run's work in flight.
+- A torn last line (no trailing newline: the process died inside a write) is moved to
+  `<audit-log>.torn` and cut off, with a warning, so the chain stays verifiable. Since
+  an intent is fsync'd before its DELETE is sent, a torn intent was never acted on,
+  and a torn outcome leaves its intent open, which recovery then resolves.
+- Each line is written with one `os.write` of the whole line, and a batch of lines is
+  made durable with one `fsync` (group commit). The file is created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, encode_line, seal
+from retention.audit.reader import LineFormatError, iter_lines, parse_line
+from retention.errors import ExitCode, UserError
+from retention.log import get_logger
+
+_log = get_logger(__name__)
+
+FILE_MODE: Final = 0o600
+
+
+class AuditLogLocked(UserError):
+    """Another run holds the audit log's lock (exit 6)."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class AuditLogError(UserError):
+    """The audit log cannot be opened, or its content cannot be continued (exit 2)."""
+
+
+class AuditWriteError(Exception):
+    """Writing or syncing the audit log failed mid-run: no deletion may go on without it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIntent:
+    """A `delete_requested` line that has no outcome yet."""
+
+    call_id: str
+    agent_id: str
+    policy: str
+    run_id: str
+    line: int
+
+
+@dataclass
+class ScanResult:
+    """What the start-up scan learnt: where the chain goes on, and what is unresolved."""
+
+    lines: int = 0
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+    open_intents: dict[str, OpenIntent] = field(default_factory=dict)
+    torn_bytes: int = 0  # length of a torn last line that was moved aside
+
+
+def utc_timestamp(instant: datetime | None = None) -> str:
+    """RFC 3339 in UTC with a `Z`, millisecond precision."""
+    moment = (instant or datetime.now(UTC)).astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def torn_path(path: Path) -> Path:
+    return path.with_name(path.name + ".torn")
+
+
+def _reason(err: OSError) -> str:
+    return os.strerror(err.errno) if err.errno else type(err).__name__
+
+
+class AuditLog:
+    """An audit log opened for appending, under its lock. Use as a context manager."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self.scan = ScanResult()
+        self.created = False
+
+    # -- opening -----------------------------------------------------------------
+
+    def __enter__(self) -> AuditLog:
+        self.open()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def open(self) -> ScanResult:
+        """Take the lock, repair a torn tail, scan the log and open it for appending."""
+        try:
+            self._acquire_lock()
+            self._open_file()
+            self.scan = self._scan()
+        except BaseException:
+            self.close()
+            raise
+        return self.scan
+
+    def _acquire_lock(self) -> None:
+        sidecar = lock_path(self.path)
+        try:
+            fd = os.open(sidecar, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        except OSError as err:
+            raise AuditLogError(
+                f"cannot open the lock file {sidecar} ({_reason(err)})", where="--audit-log"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise AuditLogLocked(
+                    f"another run holds the lock {sidecar}; wait for it to finish "
+                    "(two runs must never append to one audit log at once)",
+                    where=str(self.path),
+                ) from None
+            raise AuditLogError(
+                f"cannot lock {sidecar} ({_reason(err)})", where="--audit-log"
+            ) from None
+        self._lock_fd = fd
+
+    def _open_file(self) -> None:
+        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                self.created = True
+            except FileExistsError:
+                fd = os.open(self.path, flags)
+        except IsADirectoryError:
+            raise AuditLogError("is a directory, not an audit log", where=str(self.path)) from None
+        except OSError as err:
+            raise AuditLogError(
+                f"cannot open the audit log for appending ({_reason(err)})", where=str(self.path)
+            ) from None
+        self._fd = fd
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise AuditLogError("is not a regular file", where=str(self.path))
+        if self.created:
+            _fsync_dir(self.path.parent)
+        elif info.st_mode & 0o077:
+            _log.warning(
+                "audit.permissions",
+                path=str(self.path),
+                mode=oct(stat.S_IMODE(info.st_mode)),
+                hint="the audit log is readable by group or others; chmod 600 it",
+            )
+
+    def _scan(self) -> ScanResult:
+        """Stream the file once: last seq/hash, open intents, a torn tail."""
+        assert self._fd is not None
+        result = ScanResult()
+        offset = 0  # byte offset of the line being read
+        with open(self.path, "rb", buffering=1 << 20) as stream:
+            for raw in iter_lines(stream):
+                if raw.too_long:
+                    raise self._damaged(raw.number, "a line far too long to be an audit record")
+                if not raw.complete:
+                    self._cut_torn_tail(offset, raw.data, raw.number)
+                    result.torn_bytes = len(raw.data)
+                    break
+                offset += len(raw.data)
+                try:
+                    record = parse_line(raw.data)
+                except LineFormatError as err:
+                    raise self._damaged(raw.number, str(err)) from None
+                self._take(result, raw.number, record)
+        return result
+
+    def _take(self, result: ScanResult, number: int, record: Mapping[str, Any]) -> None:
+        seq, digest, event = record.get("seq"), record.get("hash"), record.get("event")
+        if type(seq) is not int or not isinstance(digest, str) or not isinstance(event, str):
+            raise self._damaged(number, "the line has no valid `seq`, `hash` or `event`")
+        if seq != result.last_seq + 1:
+            raise self._damaged(number, f"seq {seq} does not follow {result.last_seq}")
+        result.lines, result.last_seq, result.last_hash = number, seq, digest
+        call_id = record.get("call_id")
+        if event == "delete_requested" and isinstance(call_id, str):
+            result.open_intents[call_id] = OpenIntent(
+                call_id,
+                str(record.get("agent_id", "")),
+                str(record.get("policy", "")),
+                str(record.get("run_id", "")),
+                number,
+            )
+        elif event in OUTCOME_EVENTS and isinstance(call_id, str):
+            result.open_intents.pop(call_id, None)
+
+    def _damaged(self, number: int, detail: str) -> AuditLogError:
+        return AuditLogError(
+            f"line {number} cannot be continued: {detail}; "
+            f"check it with `retention audit verify {self.path}`",
+            where=str(self.path),
+        )
+
+    def _cut_torn_tail(self, offset: int, data: bytes, number: int) -> None:
+        """Keep the torn fragment aside for forensics, then cut it off the log."""
+        assert self._fd is not None
+        aside = torn_path(self.path)
+        try:
+            fd = os.open(aside, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            try:
+                _write_all(fd, data + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.ftruncate(self._fd, offset)
+            os.fsync(self._fd)
+        except OSError as err:
+            raise AuditLogError(
+                f"line {number} is torn and could not be moved aside ({_reason(err)})",
+                where=str(self.path),
+            ) from None
+        _log.warning(
+            "audit.torn_line_moved",
+            path=str(self.path),
+            line=number,
+            bytes=len(data),
+            moved_to=str(aside),
+            hint="a run died inside a write; the fragment was never a complete record",
+        )
+
+    # -- appending ---------------------------------------------------------------
+
+    def seal_records(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
+        """Chain records onto the log (in memory): add `seq` and `hash`, encode the lines."""
+        lines: list[bytes] = []
+        for record in records:
+            event = record.get("event")
+            missing = [key for key in EVENT_KEYS.get(str(event), ()) if key not in record]
+            if event not in EVENT_KEYS or missing:
+                raise ValueError(f"bad audit record {event!r}: missing {missing}")
+            sealed = seal(self.scan.last_hash, self.scan.last_seq + 1, record)
+            self.scan.last_seq, self.scan.last_hash = sealed["seq"], sealed["hash"]
+            lines.append(encode_line(sealed))
+        return lines
+
+    def write_lines(self, lines: Iterable[bytes]) -> None:
+        """Write each line with one `os.write`, then fsync once. Blocking: run in a thread."""
+        if self._fd is None:
+            raise AuditWriteError("the audit log is closed")
+        try:
+            for line in lines:
+                _write_all(self._fd, line)
+            os.fsync(self._fd)
+        except OSError as err:
+            raise AuditWriteError(f"cannot write {self.path}: {_reason(err)}") from None
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Seal and durably write records now (used outside the async writer)."""
+        self.write_lines(self.seal_records(records))
+
+    def close(self) -> None:
+        for name in ("_fd", "_lock_fd"):  # the lock goes last
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # A regular file takes the whole line in one write; loop only for a short write.
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a new file's directory entry durable too (best effort)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,332 @@
+"""`retention run`: validate everything, take the audit log, run, report, export, exit.
+
+Order matters: every input a user can get wrong (flags, report path, policies, key,
+base URL, audit log and its lock) is checked before the first request; the key itself
+is checked by the first request (GET /agents), before any deletion.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import httpx
+import structlog
+
+from retention import __version__
+from retention.api.client import CartesiaClient, check_base_url
+from retention.api.errors import ApiError, AuthError
+from retention.api.models import Agent
+from retention.api.retry import RetryPolicy
+from retention.errors import ExitCode, UserError
+from retention.log import configure, get_logger
+from retention.policy.model import PolicySet
+from retention.run.audit import AuditLog, AuditWriteError
+from retention.run.control import STOP_EXIT_CODES, RunControl, RunGate, RunStopped, StopReason
+from retention.run.journal import Journal
+from retention.run.limiter import RateLimiter
+from retention.run.pipeline import LISTING_TASKS, Pipeline, run_counts
+from retention.run.progress import print_summary, show_progress
+from retention.run.recovery import RecoveryIncomplete, recover
+from retention.run.report import Report, RunContext
+from retention.run.shard import Shard
+from retention.run.stats import RunStats
+from retention.run.transport import SpreadTransport
+
+_log = get_logger(__name__)
+
+DEFAULT_CONCURRENCY: Final = 32
+DEFAULT_RATE: Final = 400.0
+DEFAULT_GRACE_PERIOD: Final = 20.0
+DEFAULT_AUDIT_LOG: Final = Path("retention-audit.jsonl")
+
+
+class CredentialsRefused(UserError):
+    """GET /agents answered 401/403: the key is wrong, found before any deletion (exit 2)."""
+
+
+class RunFailed(Exception):
+    """The run could not go on for a reason that is not the user's input (exit 1)."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs, validated (see `cli.run`)."""
+
+    policies: PolicySet
+    api_key: str
+    base_url: str
+    now: datetime
+    execute: bool = False
+    audit_log: Path = DEFAULT_AUDIT_LOG
+    report: Path | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    rate: float = DEFAULT_RATE
+    max_deletes: int | None = None
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    progress_interval: float = 10.0
+    shard: Shard | None = None
+    pushgateway: str | None = None
+    metrics_file: Path | None = None
+    handle_signals: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    transport: httpx.AsyncBaseTransport | None = field(default=None, compare=False)
+
+    @property
+    def effective_rate(self) -> float:
+        return self.shard.share_rate(self.rate) if self.shard else self.rate
+
+    @property
+    def effective_concurrency(self) -> int:
+        return self.shard.share_concurrency(self.concurrency) if self.shard else self.concurrency
+
+    def options(self) -> dict[str, Any]:
+        """Recorded in `run_started`: the options, never a secret."""
+        url = httpx.URL(self.base_url)
+        return {
+            "execute": self.execute,
+            "base_url": str(url.copy_with(username=None, password=None, query=None)),
+            "audit_log": str(self.audit_log),
+            "report": str(self.report) if self.report else None,
+            "concurrency": self.effective_concurrency,
+            "rate": self.effective_rate,
+            "max_deletes": self.max_deletes,
+            "grace_period": self.grace_period,
+            "now": self.now.isoformat().replace("+00:00", "Z"),
+            "shard": str(self.shard) if self.shard else None,
+        }
+
+
+def run_command(settings: RunSettings) -> int:
+    """Run once and return the exit code. Raises UserError for bad input (exit 2 or 6)."""
+    check_base_url(settings.base_url)
+    report = Report(settings.report) if settings.report else None
+    stats = RunStats(dry_run=not settings.execute)
+    run_id = uuid.uuid4().hex
+    configure(stream=_Stderr())  # type: ignore[arg-type]
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    context = RunContext(
+        run_id=run_id,
+        dry_run=not settings.execute,
+        now=settings.now,
+        shard=str(settings.shard) if settings.shard else None,
+        policy_sources=tuple((s.path, s.sha256) for s in settings.policies.sources),
+    )
+    try:
+        with AuditLog(settings.audit_log) as audit:
+            if report is not None:
+                report.open()
+            try:
+                code = anyio.run(_run, settings, audit, run_id, stats, report)
+            except BaseException as err:
+                code = _failure_code(_unwrap(err))
+    finally:
+        if report is not None:
+            report.close()
+        structlog.contextvars.unbind_contextvars("run_id")
+    stats.exit_code = code
+    return _finish(settings, stats, report, context, code, run_id)
+
+
+def _finish(
+    settings: RunSettings,
+    stats: RunStats,
+    report: Report | None,
+    context: RunContext,
+    code: int,
+    run_id: str,
+) -> int:
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    try:
+        if report is not None:
+            try:
+                report.finish(stats, context)
+            except UserError as err:
+                _log.error("run.report_failed", error=str(err))
+                code = code or ExitCode.SOME_FAILED
+                stats.exit_code = code
+        _export_metrics(settings, stats)
+        print_summary(stats)
+    finally:
+        structlog.contextvars.unbind_contextvars("run_id")
+    return code
+
+
+class _Stderr:
+    """Whatever `sys.stderr` is at each write (it may be swapped after configuration)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+def _unwrap(err: BaseException) -> BaseException:
+    """A task group's single error, out of its exception group."""
+    while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
+        err = err.exceptions[0]
+    return err
+
+
+def _failure_code(err: BaseException) -> int:
+    if isinstance(err, UserError):
+        raise err
+    if isinstance(err, AuditWriteError | RunFailed):
+        _log.error("run.failed", error=str(err))
+        return ExitCode.SOME_FAILED
+    raise err
+
+
+def _export_metrics(settings: RunSettings, stats: RunStats) -> None:
+    if settings.pushgateway is None and settings.metrics_file is None:
+        return
+    from retention.run.metrics import export_metrics
+
+    try:
+        export_metrics(
+            stats,
+            pushgateway=settings.pushgateway,
+            metrics_file=settings.metrics_file,
+            shard=str(settings.shard) if settings.shard else None,
+        )
+    except Exception as err:  # metrics are never worth a lost run
+        _log.warning("run.metrics_failed", error=str(err))
+
+
+async def _run(
+    settings: RunSettings,
+    audit: AuditLog,
+    run_id: str,
+    stats: RunStats,
+    report: Report | None,
+) -> int:
+    control = RunControl(grace_period=settings.grace_period)
+    limiter = RateLimiter(settings.effective_rate, settings.effective_concurrency)
+    concurrency = settings.effective_concurrency
+    client = CartesiaClient(
+        base_url=settings.base_url,
+        api_key=settings.api_key,
+        gate=RunGate(limiter, control),
+        retry=settings.retry,
+        transport=settings.transport or SpreadTransport(concurrency + LISTING_TASKS),
+        max_connections=concurrency + LISTING_TASKS,
+    )
+    async with client:
+        agents = await _list_agents(client, settings.shard)
+        stats.agents = len(agents)
+        stats.agent_names.update((a.id, a.name) for a in agents)
+        journal = Journal(audit, run_id, buffer=2 * concurrency + 16)
+
+        def refresh() -> None:
+            stats.requests = client.stats.requests
+            stats.retries = client.stats.retries
+            stats.throttled = client.stats.throttled
+
+        pipeline = Pipeline(
+            client=client,
+            policies=settings.policies,
+            now=settings.now,
+            execute=settings.execute,
+            concurrency=concurrency,
+            max_deletes=settings.max_deletes,
+            journal=journal,
+            report=report,
+            stats=stats,
+            control=control,
+        )
+        async with anyio.create_task_group() as group:
+            group.start_soon(journal.run)
+            code = await _supervised(settings, audit, journal, pipeline, control, refresh, agents)
+            await journal.close()
+        return code
+
+
+async def _supervised(
+    settings: RunSettings,
+    audit: AuditLog,
+    journal: Journal,
+    pipeline: Pipeline,
+    control: RunControl,
+    refresh: Callable[[], None],
+    agents: list[Agent],
+) -> int:
+    """run_started, recovery, the pipeline, run_finished; signals and progress alongside."""
+    stats = pipeline.stats
+    incomplete = False
+    async with anyio.create_task_group() as side:
+        if settings.handle_signals:
+            side.start_soon(control.watch_signals)
+        side.start_soon(lambda: show_progress(stats, refresh, interval=settings.progress_interval))
+        try:
+            await journal.write(
+                "run_started",
+                {
+                    "dry_run": not settings.execute,
+                    "version": __version__,
+                    "shard": str(settings.shard) if settings.shard else None,
+                    "policies": [
+                        {"path": s.path, "sha256": s.sha256} for s in settings.policies.sources
+                    ],
+                    "options": settings.options(),
+                },
+            )
+            try:
+                await recover(audit.scan.open_intents, pipeline.client, journal, stats)
+            except (AuthError, RunStopped):
+                control.stop(StopReason.CREDENTIALS)
+            except RecoveryIncomplete as err:
+                incomplete = True
+                _log.error("run.recovery_incomplete", error=str(err))
+            if not control.stopping and not incomplete:
+                await pipeline.run(agents)
+        finally:
+            refresh()
+            code = _exit_code(stats, control, incomplete)
+            stats.exit_code = code
+            stats.stop_reason = str(control.reason) if control.reason else None
+            with anyio.CancelScope(shield=True):
+                await journal.write(
+                    "run_finished",
+                    {
+                        "dry_run": not settings.execute,
+                        "exit_code": int(code),
+                        "stopped_by": stats.stop_reason,
+                        "counts": run_counts(stats),
+                    },
+                )
+            side.cancel_scope.cancel()
+    return code
+
+
+def _exit_code(stats: RunStats, control: RunControl, incomplete: bool) -> int:
+    if control.reason is not None:
+        return STOP_EXIT_CODES[control.reason]
+    if incomplete or stats.outcomes["failed"] or stats.agents_failed:
+        return ExitCode.SOME_FAILED
+    return ExitCode.OK
+
+
+async def _list_agents(client: CartesiaClient, shard: Shard | None) -> list[Agent]:
+    """The first request: it also proves the key, before anything is written or deleted."""
+    try:
+        agents = await client.list_agents()
+    except AuthError as err:
+        raise CredentialsRefused(
+            f"credentials refused by the API (HTTP {err.status}) at {client.base_url}; "
+            "check CARTESIA_API_KEY or --api-key-file"
+        ) from None
+    except ApiError as err:
+        raise RunFailed(f"cannot list the agents at {client.base_url}: {err}") from None
+    if shard is not None:
+        agents = [agent for agent in agents if shard.owns(agent.id)]
+    return agents

@@ -1,0 +1,80 @@
+"""From `retention run`'s parsed flags to validated RunSettings (every check before I/O)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from retention.api.client import check_base_url
+from retention.policy.load import load_policies
+from retention.run.command import RunSettings
+from retention.run.report import report_format
+from retention.run.shard import Shard, ShardError, parse_shard, shard_from_index
+from retention.settings import parse_now, resolve_api_key, resolve_base_url
+
+JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by a Kubernetes Indexed Job
+
+
+def resolve_shard(shard: str | None, shard_count: int | None) -> Shard | None:
+    """`--shard I/N`, else `--shard-count N` with the pod's JOB_COMPLETION_INDEX."""
+    if shard is not None and shard_count is not None:
+        raise ShardError("give --shard I/N or --shard-count N, not both", where="--shard")
+    if shard is not None:
+        return parse_shard(shard)
+    if shard_count is not None:
+        index = os.environ.get(JOB_INDEX_ENV)
+        if index is None:
+            raise ShardError(
+                f"--shard-count needs {JOB_INDEX_ENV} (set by a Kubernetes Indexed Job)",
+                where="--shard-count",
+            )
+        return shard_from_index(index, shard_count)
+    return None
+
+
+def settings_from_flags(
+    *,
+    policy_paths: Sequence[Path],
+    execute: bool,
+    audit_log: Path,
+    report: Path | None,
+    base_url: str | None,
+    api_key_file: Path | None,
+    concurrency: int,
+    rate: float,
+    max_deletes: int | None,
+    now: str | None,
+    grace_period: float,
+    progress_interval: float,
+    shard: str | None,
+    shard_count: int | None,
+    pushgateway: str | None,
+    metrics_file: Path | None,
+) -> RunSettings:
+    """Cheap checks first (flags), then policies, then the key and base URL."""
+    if report is not None:
+        report_format(report)
+    moment = parse_now(now)
+    chosen_shard = resolve_shard(shard, shard_count)
+    policies = load_policies(list(policy_paths))
+    url = resolve_base_url(base_url)
+    check_base_url(url)
+    key = resolve_api_key(api_key_file)
+    return RunSettings(
+        policies=policies,
+        api_key=key,
+        base_url=url,
+        now=moment,
+        execute=execute,
+        audit_log=audit_log,
+        report=report,
+        concurrency=concurrency,
+        rate=rate,
+        max_deletes=max_deletes,
+        grace_period=grace_period,
+        progress_interval=progress_interval,
+        shard=chosen_shard,
+        pushgateway=pushgateway,
+        metrics_file=metrics_file,
+    )

@@ -1,0 +1,235 @@
+"""Prometheus metrics for one run: pushed to a Pushgateway and/or written for
+node_exporter's textfile collector, once, when the run ends.
+
+Every value describes the run that just ended, so all metrics are gauges (a
+batch job has no process that lives long enough to own a counter).
+
+`retention_last_success_timestamp_seconds` must survive failed runs, or an
+alert on its age would fire only after the next success. So it is written only
+by a run that exits 0 and is otherwise carried over:
+- Pushgateway: every push is a POST (`pushadd`), which replaces only the metric
+  names it carries; a failed run does not carry last-success, so the value from
+  the last good run stays in the group.
+- textfile: the file is rewritten whole, so a failed run copies the previous
+  file's last-success value into the new file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.exposition import (
+    basic_auth_handler,
+    default_handler,
+    pushadd_to_gateway,
+    write_to_textfile,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from retention.run.stats import RunStats
+
+PREFIX: Final = "retention"
+LAST_SUCCESS: Final = f"{PREFIX}_last_success_timestamp_seconds"
+PUSH_TIMEOUT_SECONDS: Final = 10.0
+
+Handler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
+
+# Closed sets from RunStats, always exported (as 0 when absent) so that alert
+# expressions never meet a missing series.
+OUTCOMES: Final = ("deleted", "already_redacted", "not_found", "failed", "would_delete")
+SKIP_REASONS: Final = ("not_terminal", "already_redacted", "no_timestamp", "zdr")
+KEEP_REASONS: Final = ("held", "no_deletion_rule", "not_yet_due")
+
+
+class MetricsExportError(Exception):
+    """Metrics could not be pushed or written. The run logs it as a warning and
+    keeps its exit code: losing a metric must never turn a good run into a failure."""
+
+
+def export_metrics(
+    stats: RunStats,
+    *,
+    pushgateway: str | None,
+    metrics_file: Path | None,
+    shard: str | None = None,
+    job: str = "retention",
+) -> None:
+    """Export the run's metrics to each configured target; raise MetricsExportError
+    (after trying every target) if any of them failed."""
+    if pushgateway is None and metrics_file is None:
+        return
+    problems: list[str] = []
+    if metrics_file is not None:
+        try:
+            _write_textfile(stats, metrics_file, shard=shard)
+        except OSError as err:
+            problems.append(f"cannot write metrics file {metrics_file}: {err.strerror or err}")
+    if pushgateway is not None:
+        grouping = {"shard": shard} if shard else {}
+        gateway, handler = _gateway_and_handler(pushgateway)
+        try:
+            pushadd_to_gateway(
+                gateway,
+                job=job,
+                registry=build_registry(stats),
+                grouping_key=grouping,
+                timeout=PUSH_TIMEOUT_SECONDS,
+                handler=handler,
+            )
+        except Exception as err:  # urllib raises URLError, HTTPError, OSError, ValueError...
+            problems.append(f"cannot push metrics to {_safe_url(pushgateway)}: {_describe(err)}")
+    if problems:
+        raise MetricsExportError("; ".join(problems))
+
+
+def succeeded(stats: RunStats) -> bool:
+    return stats.exit_code == 0
+
+
+def build_registry(
+    stats: RunStats,
+    *,
+    last_success: float | None = None,
+    shard_label: str | None = None,
+) -> CollectorRegistry:
+    """A fresh registry holding the run's metrics. `last_success` is exported as
+    given when the run did not succeed (carried over from an earlier run)."""
+    registry = CollectorRegistry(auto_describe=True)
+    # The textfile collector has no grouping key, so there the shard is a label.
+    base_names = ("shard",) if shard_label else ()
+    base_values = (shard_label,) if shard_label else ()
+
+    def gauge(name: str, doc: str, value: float) -> None:
+        metric = Gauge(
+            name if name == LAST_SUCCESS else f"{PREFIX}_{name}", doc, base_names, registry=registry
+        )
+        (metric.labels(*base_values) if base_names else metric).set(value)
+
+    def labelled(
+        name: str, doc: str, label: str, values: Mapping[str, int], keys: Iterable[str]
+    ) -> None:
+        metric = Gauge(f"{PREFIX}_{name}", doc, (*base_names, label), registry=registry)
+        for key in sorted(set(keys) | set(values)):
+            metric.labels(*base_values, key).set(values.get(key, 0))
+
+    gauge("run_agents", "Agents listed by the last run.", stats.agents)
+    gauge("run_calls_scanned", "Calls listed by the last run.", stats.scanned)
+    gauge("run_calls_due", "Calls the policies selected for deletion in the last run.", stats.due)
+    labelled(
+        "run_calls_acted",
+        "Calls selected for deletion in the last run, by outcome (would_delete in a dry run).",
+        "outcome",
+        stats.outcomes,
+        OUTCOMES,
+    )
+    gauge(
+        "run_calls_failed",
+        "Deletions that failed after retries in the last run.",
+        stats.outcomes.get("failed", 0),
+    )
+    labelled(
+        "run_calls_skipped",
+        "Calls skipped by the last run, by reason.",
+        "reason",
+        stats.skipped,
+        SKIP_REASONS,
+    )
+    labelled(
+        "run_calls_kept",
+        "Calls kept by the last run, by reason.",
+        "reason",
+        stats.kept,
+        KEEP_REASONS,
+    )
+    gauge("run_requests", "HTTP requests sent to the API by the last run.", stats.requests)
+    gauge("run_retries", "Requests retried by the last run.", stats.retries)
+    gauge("run_throttled", "429 Too Many Requests answers seen by the last run.", stats.throttled)
+    gauge("run_duration_seconds", "Wall-clock duration of the last run.", _duration(stats))
+    gauge("run_dry_run", "1 if the last run was a dry run, else 0.", 1 if stats.dry_run else 0)
+    gauge("run_finished_timestamp_seconds", "Unix time the last run finished.", _finished(stats))
+    if stats.exit_code is not None:
+        gauge("run_exit_code", "Exit status of the last run (see the README).", stats.exit_code)
+    stamp = _finished(stats) if succeeded(stats) else last_success
+    if stamp is not None:
+        gauge(LAST_SUCCESS, "Unix time the last run that exited 0 finished.", stamp)
+    return registry
+
+
+def read_last_success(path: Path) -> float | None:
+    """The last-success value in an earlier textfile, or None if absent or unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    try:
+        for family in text_string_to_metric_families(text):
+            if family.name == LAST_SUCCESS:
+                for sample in family.samples:
+                    if sample.name == LAST_SUCCESS and math.isfinite(sample.value):
+                        return float(sample.value)
+    except ValueError:
+        return None
+    return None
+
+
+def _write_textfile(stats: RunStats, path: Path, *, shard: str | None) -> None:
+    carried = None if succeeded(stats) else read_last_success(path)
+    # The textfile collector adds no grouping key, so the shard becomes a label.
+    registry = build_registry(stats, last_success=carried, shard_label=shard)
+    # write_to_textfile writes a sibling temp file and renames it over `path`.
+    write_to_textfile(os.fspath(path), registry)
+
+
+def _gateway_and_handler(url: str) -> tuple[str, Handler]:
+    """Split `https://user:password@host` into a bare URL and a basic-auth handler,
+    so credentials travel in a header, not in the URL urllib would try to resolve."""
+    parts = urllib.parse.urlsplit(url if "//" in url else f"http://{url}")
+    if parts.username is None:
+        return url, default_handler
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    netloc = parts.netloc.rpartition("@")[2]
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
+    return bare, handler
+
+
+def _duration(stats: RunStats) -> float:
+    if stats.finished_unix is not None:
+        return max(0.0, stats.finished_unix - stats.started_unix)
+    return stats.elapsed
+
+
+def _finished(stats: RunStats) -> float:
+    if stats.finished_unix is not None:
+        return stats.finished_unix
+    return stats.started_unix + stats.elapsed
+
+
+def _safe_url(url: str) -> str:
+    """The URL without user info, query or fragment, for messages."""
+    parts = urllib.parse.urlsplit(url if "//" in url else f"http://{url}")
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _describe(err: Exception) -> str:
+    reason = getattr(err, "reason", None)
+    code = getattr(err, "code", None)
+    if code is not None:
+        return f"HTTP {code}"
+    if reason is not None:
+        return str(reason)
+    return type(err).__name__

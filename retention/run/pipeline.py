@@ -1,0 +1,286 @@
+"""The run's task tree: agents listed concurrently, calls decided as they arrive, due
+calls flowing through a bounded stream to a pool of delete workers.
+
+    feed agents -> [agent stream] -> N listers -> decide -> [call stream] -> M workers
+                                                                   \\-> audit writer
+
+Memory stays flat: streams are bounded, and only counters outlive a call. Listing and
+deleting overlap; backpressure from the workers slows the listing down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from retention.api.client import CartesiaClient
+from retention.api.errors import (
+    ApiError,
+    AuthError,
+    NotFound,
+    Rejected,
+    RetriesExhausted,
+)
+from retention.api.models import Agent, Call
+from retention.log import get_logger
+from retention.policy.decision import Action
+from retention.policy.engine import decide
+from retention.policy.model import PolicySet
+from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
+from retention.run.journal import Journal
+from retention.run.recovery import api_timestamp
+from retention.run.report import Report
+from retention.run.stats import RunStats
+
+_log = get_logger(__name__)
+
+LISTING_TASKS: Final = 4
+NO_LONGER_TERMINAL: Final = "not deleted: the call is no longer terminal"
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A call selected for deletion, on its way to a worker."""
+
+    call: Call
+    agent: Agent
+    policy: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the audit log records for one deletion; `event=None`: unknown, left open."""
+
+    event: str | None
+    extra: dict[str, str]
+
+    @staticmethod
+    def failed(error: str) -> Outcome:
+        return Outcome("failed", {"error": error})
+
+    @staticmethod
+    def redacted(event: str, call: Call) -> Outcome:
+        return Outcome(event, {"redacted_at": api_timestamp(call.redacted_at)})
+
+
+UNKNOWN: Final = Outcome(None, {})
+
+
+def describe_failure(err: ApiError) -> str:
+    """A short cause for the audit log: the kind and status, never a response body."""
+    cause = err.cause if isinstance(err, RetriesExhausted) else err
+    what = f"HTTP {cause.status}" if cause.status is not None else type(cause).__name__
+    if isinstance(err, RetriesExhausted):
+        return f"gave up after {err.attempts} attempts: {what}"
+    return f"{type(err).__name__}: {what}"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        client: CartesiaClient,
+        policies: PolicySet,
+        now: datetime,
+        execute: bool,
+        concurrency: int,
+        max_deletes: int | None,
+        journal: Journal,
+        report: Report | None,
+        stats: RunStats,
+        control: RunControl,
+    ) -> None:
+        self.client = client
+        self.policies = policies
+        self.now = now
+        self.execute = execute
+        self.concurrency = concurrency
+        self.max_deletes = max_deletes
+        self.journal = journal
+        self.report = report
+        self.stats = stats
+        self.control = control
+        self.requested = 0  # DELETEs this run decided to send (the --max-deletes budget)
+
+    async def run(self, agents: Sequence[Agent]) -> None:
+        agent_send, agent_recv = anyio.create_memory_object_stream[Agent](0)
+        call_send, call_recv = anyio.create_memory_object_stream[Work](self.concurrency)
+        with self.control.work:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._listing, agents, agent_send, agent_recv, call_send)
+                if self.execute:
+                    for _ in range(self.concurrency):
+                        group.start_soon(self._worker, call_recv.clone())
+                call_recv.close()
+
+    # -- listing -------------------------------------------------------------------
+
+    async def _listing(
+        self,
+        agents: Sequence[Agent],
+        agent_send: MemoryObjectSendStream[Agent],
+        agent_recv: MemoryObjectReceiveStream[Agent],
+        call_send: MemoryObjectSendStream[Work],
+    ) -> None:
+        async with call_send:
+            with self.control.listing:
+                async with anyio.create_task_group() as group:
+                    for _ in range(min(LISTING_TASKS, max(1, len(agents)))):
+                        group.start_soon(self._lister, agent_recv.clone(), call_send.clone())
+                    agent_recv.close()
+                    async with agent_send:
+                        for agent in agents:
+                            await agent_send.send(agent)
+
+    async def _lister(
+        self,
+        agents: MemoryObjectReceiveStream[Agent],
+        calls: MemoryObjectSendStream[Work],
+    ) -> None:
+        async with agents, calls:
+            async for agent in agents:
+                try:
+                    async for call in self.client.iter_calls(agent.id):
+                        await self._consider(agent, call, calls)
+                except NotFound:
+                    # The agent vanished between GET /agents and its listing: nothing to do.
+                    _log.warning("run.agent_gone", agent_id=agent.id)
+                except (AuthError, RunStopped):
+                    self.control.stop(StopReason.CREDENTIALS)
+                    return
+                except ApiError as err:
+                    self.stats.agents_failed += 1
+                    _log.error("run.listing_failed", agent_id=agent.id, error=describe_failure(err))
+
+    async def _consider(
+        self, agent: Agent, call: Call, calls: MemoryObjectSendStream[Work]
+    ) -> None:
+        stats = self.stats
+        stats.scanned += 1
+        decision = decide(self.policies, call, self.now, agent_name=agent.name or None)
+        if decision.action is Action.SKIP:
+            stats.skipped[decision.reason.value] += 1
+        elif decision.action is Action.KEEP:
+            stats.kept[decision.reason.value] += 1
+            if decision.held_by:
+                stats.held_by[decision.held_by] += 1
+        else:
+            stats.due += 1
+            policy = decision.credited_policy or ""
+            if self.execute:
+                await calls.send(Work(call, agent, policy))
+            else:
+                self._record(Work(call, agent, policy), "would_delete")
+
+    def _record(self, work: Work, outcome: str) -> None:
+        call = work.call
+        self.stats.record_selected(
+            work.policy, work.agent.id, call.deployment_region or "unknown", outcome
+        )
+        if self.report is not None:
+            name = work.agent.name or call.agent_name or ""
+            self.report.row(call, name, work.policy, outcome, self.now)
+
+    # -- deleting ------------------------------------------------------------------
+
+    async def _worker(self, calls: MemoryObjectReceiveStream[Work]) -> None:
+        async with calls:
+            async for work in calls:
+                if self.control.stopping:
+                    continue  # drain without acting: the listing is being cancelled
+                if self.max_deletes is not None and self.requested >= self.max_deletes:
+                    self.control.stop(StopReason.MAX_DELETES)
+                    continue
+                self.requested += 1
+                await self._delete(work)
+
+    async def _delete(self, work: Work) -> None:
+        keys = {"call_id": work.call.id, "agent_id": work.agent.id, "policy": work.policy}
+        # Durable before the request goes out: a crash after this line is recoverable.
+        await self.journal.write("delete_requested", keys)
+        tracker = SendTracker()
+        token = current_send.set(tracker)
+        try:
+            outcome = await self._send_delete(work.call)
+        except RunStopped:
+            outcome = Outcome.failed("not sent: the run stopped") if not tracker.sent else UNKNOWN
+        except AuthError as err:
+            self.control.stop(StopReason.CREDENTIALS)
+            # A refused retry may follow an attempt that took effect: then we cannot know.
+            outcome = Outcome.failed(describe_failure(err)) if not err.resent else UNKNOWN
+        finally:
+            current_send.reset(token)
+        if outcome.event is None:
+            _log.warning(
+                "run.outcome_unknown",
+                call_id=work.call.id,
+                hint="left open in the audit log; the next run asks the API and records it",
+            )
+            self._record(work, "failed")
+            return
+        await self.journal.write(outcome.event, {**keys, **outcome.extra}, durable=False)
+        self._record(work, outcome.event)
+
+    async def _send_delete(self, call: Call) -> Outcome:
+        try:
+            answer = await self.client.delete_call(call.id)
+        except NotFound:
+            return Outcome("not_found", {})
+        except Rejected as err:
+            return await self._after_rejection(call, err)
+        except RetriesExhausted as err:
+            # An earlier attempt may have redacted it (resent): ask before calling it failed.
+            uncertain = err.resent
+            return await self._confirm(call, "deleted", describe_failure(err), uncertain)
+        except (AuthError, RunStopped):
+            raise
+        except ApiError as err:
+            return Outcome.failed(describe_failure(err))
+        if answer.redacted_at is not None:
+            return Outcome.redacted("deleted", answer)
+        return await self._confirm(call, "deleted", "answered without redacted_at", True)
+
+    async def _after_rejection(self, call: Call, err: Rejected) -> Outcome:
+        """400/409/422: already redacted, or no longer terminal? Read the call; never retry."""
+        # If an earlier attempt of ours may have gone through, the redaction is ours.
+        event = "deleted" if err.resent else "already_redacted"
+        failure = f"rejected by the API (HTTP {err.status})"
+        return await self._confirm(call, event, failure, err.resent)
+
+    async def _confirm(
+        self, call: Call, redacted_event: str, failure: str, uncertain: bool
+    ) -> Outcome:
+        """Read the call again to learn what the API did. `uncertain`: the DELETE may have
+        taken effect, so a call we cannot read is left open rather than called failed."""
+        try:
+            fresh = await self.client.get_call(call.id)
+        except NotFound:
+            return Outcome("not_found", {})
+        except (AuthError, RunStopped, ApiError) as err:
+            if isinstance(err, AuthError):
+                self.control.stop(StopReason.CREDENTIALS)
+            return UNKNOWN if uncertain else Outcome.failed(failure)
+        if fresh.redacted_at is not None:
+            return Outcome.redacted(redacted_event, fresh)
+        if not fresh.terminal:
+            return Outcome.failed(NO_LONGER_TERMINAL)
+        return Outcome.failed(failure)
+
+
+def run_counts(stats: RunStats) -> dict[str, Any]:
+    """The `counts` of the `run_finished` line."""
+    return {
+        "agents": stats.agents,
+        "agents_failed": stats.agents_failed,
+        "scanned": stats.scanned,
+        "due": stats.due,
+        "outcomes": dict(sorted(stats.outcomes.items())),
+        "skipped": dict(sorted(stats.skipped.items())),
+        "kept": dict(sorted(stats.kept.items())),
+        "recovered": dict(sorted(stats.recovered.items())),
+    }

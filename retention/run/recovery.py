@@ -1,0 +1,90 @@
+"""Resolving the intents a killed run left open, before this run deletes anything.
+
+For each `delete_requested` with no outcome, the call is read from the API:
+- `redacted_at` set: `deleted`, with the API's `redacted_at`. The intent proves our
+  DELETE was about to be sent, and the API confirms the redaction: the deletion is the
+  killed run's, and this line completes its record.
+- 404: `not_found`.
+- not redacted: `failed` with error "not deleted: ...": the DELETE never took effect.
+  The call is then decided afresh by this run like any other.
+If a call cannot be read (the API keeps failing), the run stops before any deletion
+(exit 1) and leaves that intent open for the next run: never lose a redaction's record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import anyio
+import msgspec
+
+from retention.api.client import CartesiaClient
+from retention.api.errors import ApiError, AuthError, NotFound
+from retention.log import get_logger
+from retention.run.audit import OpenIntent
+from retention.run.control import RunStopped
+from retention.run.journal import Journal
+from retention.run.stats import RunStats
+
+_log = get_logger(__name__)
+
+NOT_DELETED: Final = "not deleted: the run that requested it stopped before the API confirmed"
+
+
+class RecoveryIncomplete(Exception):
+    """Some open intents could not be resolved; the run must not delete anything."""
+
+    def __init__(self, unresolved: int) -> None:
+        self.unresolved = unresolved
+        super().__init__(
+            f"{unresolved} deletion(s) left open by an earlier run could not be checked "
+            "with the API; nothing was deleted, run again later"
+        )
+
+
+def api_timestamp(value: object) -> str:
+    """A timestamp exactly as msgspec (and so the API models) writes it."""
+    return msgspec.json.encode(value).decode("ascii").strip('"')
+
+
+async def recover(
+    intents: Mapping[str, OpenIntent],
+    client: CartesiaClient,
+    journal: Journal,
+    stats: RunStats,
+) -> None:
+    """Resolve every open intent (concurrently; the client's gate bounds the requests)."""
+    if not intents:
+        return
+    _log.warning("audit.recovering", open_intents=len(intents))
+    unresolved = 0
+
+    async def resolve(intent: OpenIntent) -> None:
+        nonlocal unresolved
+        keys = {"call_id": intent.call_id, "agent_id": intent.agent_id, "policy": intent.policy}
+        try:
+            call = await client.get_call(intent.call_id)
+        except NotFound:
+            await journal.write("not_found", keys)
+            stats.recovered["not_found"] += 1
+            return
+        except (AuthError, RunStopped):
+            raise
+        except ApiError as err:
+            unresolved += 1
+            _log.warning("audit.recovery_failed", error=type(err).__name__, status=err.status)
+            return
+        if call.redacted_at is not None:
+            await journal.write("deleted", {**keys, "redacted_at": api_timestamp(call.redacted_at)})
+            stats.recovered["deleted"] += 1
+        else:
+            await journal.write("failed", {**keys, "error": NOT_DELETED})
+            stats.recovered["not_deleted"] += 1
+
+    async with anyio.create_task_group() as group:
+        for intent in intents.values():
+            group.start_soon(resolve, intent)
+    if unresolved:
+        raise RecoveryIncomplete(unresolved)
+    _log.info("audit.recovered", **dict(stats.recovered))

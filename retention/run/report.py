@@ -1,0 +1,272 @@
+"""`--report FILE`: the run's report, in the format its extension names.
+
+- `.csv`: one row per call selected for deletion, written as the call is decided (dry
+  run) or as its outcome is known (`--execute`), so memory stays flat.
+- `.json` / `.md`: totals (by policy, agent and region; kept, skipped, failed), written
+  once at the end from the run's counters.
+Nothing personal reaches a report: ids, agent names, regions, statuses and times only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Final, Literal
+
+from retention.api.models import Call
+from retention.errors import UserError
+from retention.run.stats import RunStats
+
+ReportFormat = Literal["csv", "json", "md"]
+CSV_HEADER: Final = (
+    "call_id",
+    "agent_id",
+    "agent_name",
+    "region",
+    "status",
+    "start_time",
+    "age_days",
+    "policy",
+    "outcome",
+)
+_FORMATS: Final[Mapping[str, ReportFormat]] = {".csv": "csv", ".json": "json", ".md": "md"}
+OUTCOME_ORDER: Final = ("would_delete", "deleted", "already_redacted", "not_found", "failed")
+
+
+class ReportError(UserError):
+    """A report path the run cannot write, or an unknown format (exit 2)."""
+
+
+def report_format(path: Path) -> ReportFormat:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ReportError(
+            f"unknown report format {path.suffix or '(no extension)'!r}; use .csv, .json or .md",
+            where="--report",
+        )
+    return fmt
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What a report says about the run itself."""
+
+    run_id: str
+    dry_run: bool
+    now: datetime
+    shard: str | None
+    policy_sources: tuple[tuple[str, str], ...]  # (path, sha256)
+
+
+class Report:
+    """Opened before the run (so a bad path fails early), closed after it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.format = report_format(path)
+        self._csv_file: IO[str] | None = None
+        self._csv: Any = None
+        self.rows = 0
+
+    def open(self) -> None:
+        target = self.path if self.format == "csv" else _temp_path(self.path)
+        try:
+            handle = target.open("w", encoding="utf-8", newline="")
+        except OSError as err:
+            raise ReportError(
+                f"cannot write {self.path}: {err.strerror or err}", where="--report"
+            ) from None
+        if self.format == "csv":
+            self._csv_file = handle
+            self._csv = csv.writer(handle, lineterminator="\n")
+            self._csv.writerow(CSV_HEADER)
+        else:  # probed only; the totals are written at the end
+            handle.close()
+            target.unlink(missing_ok=True)
+
+    def row(self, call: Call, agent_name: str, policy: str, outcome: str, now: datetime) -> None:
+        if self._csv is None:
+            return
+        origin = call.age_origin
+        age = f"{(now - origin).total_seconds() / 86400:.1f}" if origin is not None else ""
+        start = call.start_time.isoformat().replace("+00:00", "Z") if call.start_time else ""
+        self._csv.writerow(
+            (
+                call.id,
+                call.agent_id,
+                agent_name,
+                call.deployment_region or "",
+                call.status,
+                start,
+                age,
+                policy,
+                outcome,
+            )
+        )
+        self.rows += 1
+
+    def finish(self, stats: RunStats, context: RunContext) -> None:
+        """Close the CSV, or write the JSON/Markdown totals (atomically, via a rename)."""
+        if self.format == "csv":
+            self.close()
+            return
+        totals = summarise(stats, context)
+        text = (
+            json.dumps(totals, indent=2, sort_keys=False) + "\n"
+            if self.format == "json"
+            else render_markdown(totals)
+        )
+        temp = _temp_path(self.path)
+        try:
+            temp.write_text(text, encoding="utf-8")
+            os.replace(temp, self.path)
+        except OSError as err:
+            raise ReportError(
+                f"cannot write {self.path}: {err.strerror or err}", where="--report"
+            ) from None
+
+    def close(self) -> None:
+        if self._csv_file is not None:
+            self._csv_file.close()
+            self._csv_file = None
+            self._csv = None
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _counts(counter: Mapping[str, int]) -> dict[str, int]:
+    return {key: counter[key] for key in sorted(counter) if counter[key]}
+
+
+def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
+    """The report's totals as plain data (the JSON report is exactly this)."""
+    selected = sum(stats.outcomes.values())
+    by_agent = [
+        {
+            "agent_id": agent_id,
+            "agent_name": stats.agent_names.get(agent_id, ""),
+            "total": sum(outcomes.values()),
+            "outcomes": _counts(outcomes),
+        }
+        for agent_id, outcomes in sorted(stats.by_agent.items())
+    ]
+    return {
+        "run_id": context.run_id,
+        "dry_run": context.dry_run,
+        "now": context.now.isoformat().replace("+00:00", "Z"),
+        "shard": context.shard,
+        "policy_files": [{"path": p, "sha256": d} for p, d in context.policy_sources],
+        "exit_code": stats.exit_code,
+        "stopped_by": stats.stop_reason,
+        "totals": {
+            "agents": stats.agents,
+            "agents_failed": stats.agents_failed,
+            "scanned": stats.scanned,
+            "selected": selected,
+            "kept": sum(stats.kept.values()),
+            "skipped": sum(stats.skipped.values()),
+            "failed": stats.outcomes["failed"],
+            "outcomes": _counts(stats.outcomes),
+        },
+        "selected_by_policy": {
+            policy: {"total": sum(c.values()), "outcomes": _counts(c)}
+            for policy, c in sorted(stats.by_policy.items())
+        },
+        "selected_by_agent": by_agent,
+        "selected_by_region": {
+            region: {"total": sum(c.values()), "outcomes": _counts(c)}
+            for region, c in sorted(stats.by_region.items())
+        },
+        "kept": {
+            "by_reason": _counts(stats.kept),
+            "by_retention_policy": _counts(stats.held_by),
+        },
+        "skipped": _counts(stats.skipped),
+        "api": {"requests": stats.requests, "retries": stats.retries, "throttled": stats.throttled},
+    }
+
+
+def _table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
+    lines = [f"## {title}", ""]
+    if not rows:
+        return [*lines, "None.", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    lines.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows)
+    return [*lines, ""]
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _outcome_cells(outcomes: Mapping[str, int]) -> tuple[str, ...]:
+    return tuple(str(outcomes.get(name, 0)) for name in OUTCOME_ORDER)
+
+
+def render_markdown(totals: Mapping[str, Any]) -> str:
+    t = totals["totals"]
+    mode = "dry run (nothing deleted)" if totals["dry_run"] else "execute"
+    lines = [
+        f"# Retention run {totals['run_id']}",
+        "",
+        f"- Mode: {mode}",
+        f"- Ages measured from: {totals['now']}",
+        f"- Shard: {totals['shard'] or 'all agents'}",
+        f"- Exit code: {totals['exit_code']}"
+        + (f" (stopped by {totals['stopped_by']})" if totals["stopped_by"] else ""),
+        f"- Agents: {t['agents']} ({t['agents_failed']} could not be listed)",
+        f"- Calls scanned: {t['scanned']}; selected for deletion: {t['selected']}; "
+        f"kept: {t['kept']}; skipped: {t['skipped']}; failed: {t['failed']}",
+        "",
+    ]
+    header = ("total", *OUTCOME_ORDER)
+    lines += _table(
+        "Selected for deletion, by policy",
+        [
+            (name, str(v["total"]), *_outcome_cells(v["outcomes"]))
+            for name, v in totals["selected_by_policy"].items()
+        ],
+        ("policy", *header),
+    )
+    lines += _table(
+        "Selected for deletion, by agent",
+        [
+            (a["agent_id"], a["agent_name"], str(a["total"]), *_outcome_cells(a["outcomes"]))
+            for a in totals["selected_by_agent"]
+        ],
+        ("agent_id", "agent_name", *header),
+    )
+    lines += _table(
+        "Selected for deletion, by region",
+        [
+            (region, str(v["total"]), *_outcome_cells(v["outcomes"]))
+            for region, v in totals["selected_by_region"].items()
+        ],
+        ("region", *header),
+    )
+    kept = totals["kept"]
+    lines += _table(
+        "Kept",
+        [(reason, str(n)) for reason, n in kept["by_reason"].items()],
+        ("reason", "calls"),
+    )
+    lines += _table(
+        "Kept by a retention rule",
+        [(name, str(n)) for name, n in kept["by_retention_policy"].items()],
+        ("retention policy", "calls"),
+    )
+    lines += _table(
+        "Skipped",
+        [(reason, str(n)) for reason, n in totals["skipped"].items()],
+        ("reason", "calls"),
+    )
+    lines += _table("Failed", [("failed", str(t["failed"]))] if t["failed"] else [], ("", "calls"))
+    return "\n".join(lines).rstrip("\n") + "\n"

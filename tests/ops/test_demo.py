@@ -1,0 +1,87 @@
+"""`retention demo`, run as a newcomer would: the console entry, a fresh directory,
+no API key, nothing but loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from retention.demo import example_policies
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARTESIA_", "RETENTION_"))}
+    # A base URL in the environment must not lure the demo off its sandbox.
+    env["CARTESIA_BASE_URL"] = "https://api.invalid"
+    env["TMPDIR"] = str(cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "retention", "demo", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_demo_tours_dry_run_execute_and_proof(tmp_path: Path) -> None:
+    done = run_demo(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    [workdir] = list(tmp_path.glob("retention-demo-*"))
+    audit_log = workdir / "audit.jsonl"
+
+    for landmark in (
+        "[1/5] sandbox",
+        "[2/5] dry run",
+        "[3/5] execute",
+        "[4/5] check",
+        "[5/5] audit",
+    ):
+        assert landmark in out
+    assert "DELETE requests sent by the dry run: 0" in out
+    assert f"audit log: {audit_log}" in out
+    assert out.count("matches the audit log; transcript and summary gone") == 3
+    assert "INTACT and CONFIRMED" in out
+    assert "Done. Next:" in out
+
+    # The dry run selected what the real run then deleted, one audit line each.
+    dry = json.loads((workdir / "dry-run.json").read_text())
+    events = [json.loads(line)["event"] for line in audit_log.read_text().splitlines()]
+    sent = re.search(r"DELETE requests sent: (\d+)", out)
+    assert sent is not None
+    selected = dry["totals"]["selected"]
+    assert selected > 0
+    assert dry["totals"]["outcomes"] == {"would_delete": selected}
+    assert int(sent.group(1)) == selected == events.count("deleted")
+    assert events.count("delete_requested") == selected
+    assert stat.S_IMODE(audit_log.stat().st_mode) == 0o600
+
+
+def test_demo_refuses_a_directory_in_use(tmp_path: Path) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "audit.jsonl").write_text("")
+    done = run_demo(tmp_path, "--dir", "busy")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "retention: error: --dir: busy is not empty; pick a new directory"
+    ]
+    assert "Traceback" not in done.stderr
+
+
+def test_example_policies_are_the_repositorys_policies() -> None:
+    shipped = example_policies()
+    names = sorted(p.name for p in shipped.iterdir() if p.suffix in {".yaml", ".yml"})
+    expected = sorted(
+        p.name for p in (ROOT / "policies").iterdir() if p.suffix in {".yaml", ".yml"}
+    )
+    assert names == expected and names
+    for name in names:
+        assert (shipped / name).read_bytes() == (ROOT / "policies" / name).read_bytes()

@@ -1,0 +1,148 @@
+"""Static checks of the container image recipe (there is no Docker engine here)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRETISH = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    logical: list[str] = []
+    pending = ""
+    for raw in (ROOT / "Dockerfile").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    assert not pending, "dangling line continuation"
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    last_from = max(i for i, (op, _) in enumerate(steps) if op == "FROM")
+    return steps[last_from:]
+
+
+def test_every_base_image_is_slim_and_pinned() -> None:
+    bases = [args.split()[0] for op, args in instructions() if op == "FROM"]
+    assert bases
+    for image in bases:
+        assert "latest" not in image
+        pinned_by_digest = "@sha256:" in image
+        exact_tag = re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", image)
+        assert pinned_by_digest or exact_tag, f"{image} is not pinned to an exact release"
+
+
+def test_runs_as_a_numeric_non_root_user() -> None:
+    users = [args for op, args in final_stage() if op == "USER"]
+    assert users, "the runtime stage must switch to a non-root USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+
+
+def test_entrypoint_is_exec_form_so_signals_reach_the_job() -> None:
+    [entrypoint] = [args for op, args in final_stage() if op == "ENTRYPOINT"]
+    assert json.loads(entrypoint) == ["retention"]
+
+
+def test_default_command_is_a_dry_run_on_mounted_policies() -> None:
+    [cmd] = [args for op, args in final_stage() if op == "CMD"]
+    argv = json.loads(cmd)
+    assert argv[0] == "run"
+    assert "--execute" not in argv
+    assert argv[argv.index("--policies") + 1] == "/policies"
+
+
+def test_dependencies_come_from_the_project_metadata() -> None:
+    runs = " ".join(args for op, args in instructions() if op == "RUN")
+    assert re.search(r"pip install \.(\s|$)", runs)
+
+
+def test_audit_log_lives_on_a_volume() -> None:
+    stage = final_stage()
+    [volume] = [json.loads(args) for op, args in stage if op == "VOLUME"]
+    env = " ".join(args for op, args in stage if op == "ENV")
+    audit_log = re.search(r"RETENTION_AUDIT_LOG=(\S+)", env)
+    assert audit_log is not None
+    assert any(audit_log.group(1).startswith(v.rstrip("/") + "/") for v in volume)
+
+
+def test_no_secret_is_baked_in() -> None:
+    for op, args in instructions():
+        assert "sk_car_" not in args
+        if op in {"ENV", "ARG"}:
+            for name in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=", args) or [args.split()[0]]:
+                assert not SECRETISH.search(name), f"{op} {name} looks like a secret"
+        if op in {"COPY", "ADD"}:
+            sources = [s for s in args.split()[:-1] if not s.startswith("--")]
+            for source in sources:
+                assert not re.search(r"\.env|key|secret|\.pem", source, re.IGNORECASE)
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule, enough for these patterns: the last matching pattern wins, and a
+    pattern that matches a parent directory matches everything under it."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern.removeprefix("!")
+        candidates = [glob, glob.removeprefix("**/")]
+        if any(fnmatch.fnmatch(p, g) for p in prefixes for g in candidates):
+            ignored = not negate
+    return ignored
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("pyproject.toml", True),
+        ("README.md", True),
+        ("retention/cli.py", True),
+        ("policies/example.yaml", True),
+        (".venv/bin/python", False),
+        (".git/config", False),
+        ("tests/ops/test_dockerfile.py", False),
+        ("audit.jsonl", False),
+        ("retention/__pycache__/cli.cpython-311.pyc", False),
+        ("policies/.env", False),
+        ("cron/retention.env.example", False),
+    ],
+)
+def test_dockerignore_sends_only_the_package(path: str, sent: bool) -> None:
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert _ignored(path, patterns) is not sent
+
+
+def test_copied_sources_exist() -> None:
+    for op, args in instructions():
+        if op == "COPY" and "--from" not in args:
+            for source in args.split()[:-1]:
+                assert (ROOT / source).exists(), source
+
+
+def test_environment_defaults_are_read_by_the_run() -> None:
+    from retention.cli import cli
+
+    envvars = {getattr(p, "envvar", None) for p in cli.commands["run"].params}
+    env = " ".join(args for op, args in final_stage() if op == "ENV")
+    ours = set(re.findall(r"\b((?:RETENTION|CARTESIA)_\w+)=", env))
+    assert ours and ours <= envvars, ours - envvars

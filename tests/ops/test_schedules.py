@@ -1,0 +1,269 @@
+"""The cron entry and the Kubernetes manifests: schema-valid, and safe as deployed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "cron" / "k8s"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+# The oldest Kubernetes release we claim to support, and the newest the validator knows.
+K8S_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+RUN_GRACE_PERIOD_DEFAULT = 20
+
+Doc = dict[str, Any]
+
+
+def documents(path: Path) -> list[Doc]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def all_documents() -> list[tuple[str, Doc]]:
+    return [(f"{p.name}:{d['kind']}", d) for p in MANIFESTS for d in documents(p)]
+
+
+def pod_spec(doc: Doc) -> Doc:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+    return doc["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def job_spec(doc: Doc) -> Doc:
+    return doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]  # type: ignore[no-any-return]
+
+
+def workloads() -> list[tuple[str, Doc]]:
+    return [(name, d) for name, d in all_documents() if d["kind"] in {"CronJob", "Job"}]
+
+
+def env_of(container: Doc) -> dict[str, Doc]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def mount_source(spec: Doc, container: Doc, path: str) -> Doc:
+    """The volume mounted at the directory holding `path` (or at `path` itself)."""
+    mounts = sorted(container["volumeMounts"], key=lambda m: -len(m["mountPath"]))
+    for mount in mounts:
+        if path == mount["mountPath"] or path.startswith(mount["mountPath"].rstrip("/") + "/"):
+            [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+            return {**volume, "readOnly": mount.get("readOnly", False)}
+    raise AssertionError(f"nothing is mounted at {path}")
+
+
+def test_there_are_manifests() -> None:
+    kinds = {d["kind"] for _, d in all_documents()}
+    assert {"CronJob", "Job", "PersistentVolumeClaim", "ConfigMap"} <= kinds
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize(
+    ("name", "doc"), all_documents(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_document_matches_the_kubernetes_schema(name: str, doc: Doc, version: str) -> None:
+    # strict: unknown (misspelt) fields are errors too.
+    kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_nightly_cronjob_never_overlaps_and_is_bounded() -> None:
+    [cronjob] = [d for _, d in all_documents() if d["kind"] == "CronJob"]
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["startingDeadlineSeconds"] > 0
+    assert spec["jobTemplate"]["spec"]["backoffLimit"] >= 0
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+    [container] = pod_spec(cronjob)["containers"]
+    assert "--execute" in container["args"]
+
+
+@pytest.mark.parametrize(
+    ("name", "doc"), workloads(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_pods_are_locked_down(name: str, doc: Doc) -> None:
+    spec = pod_spec(doc)
+    assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False
+    pod_security = spec["securityContext"]
+    assert pod_security["runAsNonRoot"] is True
+    assert pod_security["runAsUser"] != 0
+    assert pod_security["seccompProfile"]["type"] == "RuntimeDefault"
+    for container in spec["containers"]:
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+        assert ":latest" not in container["image"]
+        # A read-only root still needs a scratch /tmp.
+        assert "emptyDir" in mount_source(spec, container, "/tmp")
+
+
+@pytest.mark.parametrize(
+    ("name", "doc"), workloads(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_grace_period_outlasts_the_runs_own(name: str, doc: Doc) -> None:
+    spec = pod_spec(doc)
+    [container] = spec["containers"]
+    grace = int(
+        env_of(container).get("RETENTION_GRACE_PERIOD", {}).get("value", RUN_GRACE_PERIOD_DEFAULT)
+    )
+    assert spec["terminationGracePeriodSeconds"] >= grace + 20
+
+
+@pytest.mark.parametrize(
+    ("name", "doc"), workloads(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_inputs_and_audit_log_come_from_the_right_volumes(name: str, doc: Doc) -> None:
+    spec = pod_spec(doc)
+    [container] = spec["containers"]
+    args: list[str] = container["args"]
+    text = yaml.safe_dump(doc)
+    assert "sk_car_" not in text and "CARTESIA_API_KEY" not in text
+    key_file = args[args.index("--api-key-file") + 1]
+    key_volume = mount_source(spec, container, key_file)
+    assert "secret" in key_volume and key_volume["readOnly"]
+    policies = mount_source(spec, container, args[args.index("--policies") + 1])
+    assert "configMap" in policies and policies["readOnly"]
+    audit_log = env_of(container)["RETENTION_AUDIT_LOG"]["value"]
+    assert "persistentVolumeClaim" in mount_source(spec, container, audit_log)
+    # Retries of a job whose input is wrong would only repeat the error.
+    rules = job_spec(doc)["podFailurePolicy"]["rules"]
+    fail_fast = {c for r in rules if r["action"] == "FailJob" for c in r["onExitCodes"]["values"]}
+    assert {2, 4, 6} <= fail_fast and 1 not in fail_fast and 0 not in fail_fast
+
+
+def test_erasure_sweep_deletes_one_customer_and_is_capped() -> None:
+    docs = documents(K8S / "sweep-job.yaml")
+    [job] = [d for d in docs if d["kind"] == "Job"]
+    spec = pod_spec(job)
+    [container] = spec["containers"]
+    args = container["args"]
+    assert "--execute" in args and int(args[args.index("--max-deletes") + 1]) > 0
+    source = mount_source(spec, container, args[args.index("--policies") + 1])
+    [config_map] = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == source["configMap"]["name"]
+    ]
+    [policy_text] = config_map["data"].values()
+    policies = yaml.safe_load(policy_text)["policies"]
+    erasure = [p for p in policies if "delete_after" in p]
+    assert len(erasure) == 1
+    assert erasure[0]["delete_after"] == "0d"
+    assert set(erasure[0]["match"]) == {"metadata"}
+    assert set(erasure[0]["match"]["metadata"]) == {"customer_id"}
+    # Holds stay in force during a sweep.
+    assert any(p.get("retain_for") == "forever" for p in policies)
+
+
+def test_indexed_job_shards_match_its_completions() -> None:
+    [job] = [d for d in documents(K8S / "sharded-job.yaml") if d["kind"] == "Job"]
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"]
+    [container] = pod_spec(job)["containers"]
+    args = container["args"]
+    shard = re.fullmatch(r"\$\((\w+)\)/(\d+)", args[args.index("--shard") + 1])
+    assert shard is not None
+    index_var, total = shard.group(1), int(shard.group(2))
+    assert total == spec["completions"]
+    env = container["env"]
+    names = [e["name"] for e in env]
+    source = env[names.index(index_var)]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert "batch.kubernetes.io/job-completion-index" in source
+    # Each shard its own audit log (own chain, own lock), defined after the index it uses.
+    audit = env[names.index("RETENTION_AUDIT_LOG")]["value"]
+    assert f"$({index_var})" in audit
+    assert names.index(index_var) < names.index("RETENTION_AUDIT_LOG")
+
+
+CRONTAB = ROOT / "cron" / "retention.cron"
+
+
+def crontab_jobs() -> list[str]:
+    lines = [line for line in CRONTAB.read_text().splitlines() if line and not line.startswith("#")]
+    return [line for line in lines if not re.match(r"^[A-Z_]+=", line)]
+
+
+def test_crontab_entry_is_locked_logged_and_alerting() -> None:
+    [entry] = crontab_jobs()
+    fields = entry.split(None, 6)
+    minute, hour, dom, month, dow, user, command = fields
+    assert all(re.fullmatch(r"[\d*/,-]+", f) for f in (minute, hour, dom, month, dow))
+    assert user == "retention"
+    assert command.startswith("flock -n ")
+    assert "retention run --execute" in command
+    assert "sk_car_" not in CRONTAB.read_text()
+    # cron turns a bare % into a newline: every % in the command must be escaped.
+    assert re.search(r"(?<!\\)%", command) is None
+    assert re.search(r">> \S*\$\(date [^)]*\)\S*\.log 2>&1", command)
+
+
+def test_crontab_command_is_valid_shell() -> None:
+    [entry] = crontab_jobs()
+    command = entry.split(None, 6)[6].replace("\\%", "%")
+    checked = subprocess.run(["sh", "-n", "-c", command], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_env_file_example_holds_no_key() -> None:
+    text = (ROOT / "cron" / "retention.env.example").read_text()
+    assert re.search(r"^CARTESIA_API_KEY=$", text, re.MULTILINE)
+    assert "sk_car_" not in text
+
+
+def _run_command_interface() -> tuple[set[str], set[str]]:
+    """The flags and environment variables `retention run` accepts."""
+    from retention.cli import cli
+
+    run = cli.commands["run"]
+    flags = {opt for param in run.params for opt in getattr(param, "opts", [])}
+    envvars: set[str] = set()
+    for param in run.params:
+        value = getattr(param, "envvar", None)
+        envvars.update([value] if isinstance(value, str) else value or [])
+    return flags, envvars
+
+
+@pytest.mark.parametrize(
+    ("name", "doc"), workloads(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_manifests_use_only_real_flags_and_variables(name: str, doc: Doc) -> None:
+    flags, envvars = _run_command_interface()
+    [container] = pod_spec(doc)["containers"]
+    assert container["args"][0] == "run"
+    used = {arg for arg in container["args"] if arg.startswith("--")}
+    assert used <= flags, used - flags
+    ours = {n for n in env_of(container) if n.startswith(("RETENTION_", "CARTESIA_"))}
+    # A variable the run does not read would be silently ignored.
+    assert ours <= envvars, ours - envvars
+
+
+def test_crontab_and_env_file_use_only_real_flags_and_variables() -> None:
+    flags, envvars = _run_command_interface()
+    [entry] = crontab_jobs()
+    run_args = entry.split("retention run", 1)[1].split("'", 1)[0]
+    used = set(re.findall(r"(--[a-z-]+)", run_args))
+    assert used <= flags, used - flags
+    example = (ROOT / "cron" / "retention.env.example").read_text()
+    named = set(re.findall(r"^#? ?(RETENTION_\w+)=", example, re.M))
+    assert named and named <= envvars, named - envvars
+
+
+def test_erasure_policies_load_with_the_projects_loader() -> None:
+    from retention.policy.load import parse_policies
+    from retention.policy.model import Kind
+
+    [config_map] = [d for d in documents(K8S / "sweep-job.yaml") if d["kind"] == "ConfigMap"]
+    [(name, text)] = config_map["data"].items()
+    loaded = parse_policies([(name, text)])
+    deletion = [p for p in loaded.policies if p.kind is Kind.DELETE]
+    assert [p.duration_text for p in deletion] == ["0d"]
+    assert any(p.kind is Kind.RETAIN and p.forever for p in loaded.policies)

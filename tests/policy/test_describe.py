@@ -1,0 +1,69 @@
+"""Plain words for policies, and the conservative "can never take effect" check."""
+
+from __future__ import annotations
+
+import pytest
+
+from retention.policy.describe import covers, describe_policy, warnings
+from tests.policy.support import policies
+
+
+def test_a_policy_in_plain_words() -> None:
+    policy_set = policies(
+        """
+        policies:
+          - name: support-90d
+            description: Support calls are kept 90 days.
+            delete_after: 90d
+            match:
+              agents: ["support-*", "agent_3fa9"]
+              regions: [EU, US]
+              statuses: [failed, completed]
+              metadata:
+                env: production
+                tier: [free, trial]
+        """
+    )
+    assert describe_policy(policy_set.policies[0]) == [
+        "support-90d (p.yaml:3): delete after 90 days",
+        "  matches: the agent (id or name) is `support-*` or `agent_3fa9`; the region is US or "
+        "EU; the status is completed or failed; metadata `env` is `production`; metadata `tier` "
+        "is `free` or `trial`",
+        "  deletes them once 90 days old",
+        "  why: Support calls are kept 90 days.",
+    ]
+
+
+# (hold's match, deletion's match, whether the hold surely covers the deletion)
+COVER_CASES = [
+    ("{}", "{}", True),
+    ("{}", "{regions: [EU]}", True),
+    ("{regions: [EU, US]}", "{regions: [EU]}", True),
+    ("{regions: [EU]}", "{regions: [EU, US]}", False),
+    ("{regions: [EU]}", "{}", False),
+    ("{regions: [US, EU, APAC]}", "{}", False),  # calls without a region are not held
+    ("{agents: '*'}", "{agents: 'support-*'}", True),
+    ("{agents: 'support-*'}", "{agents: 'support-eu'}", True),
+    ("{agents: 'support-*'}", "{agents: 'support-e?'}", False),  # conservative
+    ("{agents: 'support-*'}", "{agents: ['support-eu', billing]}", False),
+    ("{metadata: {tier: '*'}}", "{metadata: {tier: free, env: x}}", True),
+    ("{metadata: {tier: free}}", "{metadata: {env: x}}", False),
+    ("{metadata: {tier: free, env: x}}", "{metadata: {tier: free}}", False),
+    ("{statuses: [completed]}", "{statuses: [completed], agents: a}", True),
+]
+
+
+@pytest.mark.parametrize(("hold", "deletion", "expected"), COVER_CASES)
+def test_covers_is_conservative(hold: str, deletion: str, expected: bool) -> None:
+    policy_set = policies(
+        f"policies:\n  - {{name: h, retain_for: forever, match: {hold}}}\n"
+        f"  - {{name: d, delete_after: 1d, match: {deletion}}}\n"
+    )
+    assert covers(policy_set.policies[0], policy_set.policies[1]) is expected
+
+
+def test_a_limited_hold_is_no_warning() -> None:
+    policy_set = policies(
+        "policies:\n  - {name: h, retain_for: 365d}\n  - {name: d, delete_after: 30d}\n"
+    )
+    assert warnings(policy_set) == []

@@ -1,0 +1,202 @@
+"""Invariants of the engine, over random policy sets and calls (hypothesis).
+
+Also a differential check: the compiled index decides exactly as a plain reading
+of the rules, written here without the index (`reference_decision`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from retention.api.models import Call
+from retention.policy.engine import Action, Decision, Reason, decide
+from retention.policy.load import PolicySet, parse_policies
+from retention.policy.model import Kind
+from tests.policy.support import NOW
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+AGENT_PATTERNS = ["support-*", "agent_?", "billing", "*", "sales-[ab]*", "agent_1"]
+META_VALUES: list[Any] = ["free", "pro", "true", "7", "*", "f*", True, 7, False]
+DURATIONS = ["0d", "1h", "12h", "1d", "7d", "30d", "90d", "1w", "52w"]
+
+
+# Strategies built once: building them inside every draw costs more than the test.
+DELETE_AFTER = st.sampled_from(DURATIONS)
+RETAIN_FOR = st.sampled_from([*DURATIONS[1:], "forever"])
+AGENT_LISTS = st.lists(st.sampled_from(AGENT_PATTERNS), min_size=1, max_size=3)
+REGION_LISTS = st.lists(st.sampled_from(["US", "EU", "APAC"]), min_size=1)
+STATUS_LISTS = st.sampled_from([["completed"], ["failed"]])
+METADATA = st.dictionaries(
+    st.sampled_from(["tier", "flag", "n"]),
+    st.lists(st.sampled_from(META_VALUES), min_size=1, max_size=2),
+    min_size=1,
+)
+
+
+@st.composite
+def policy_specs(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": name}
+    if draw(st.booleans()):
+        spec["delete_after"] = draw(DELETE_AFTER)
+    else:
+        spec["retain_for"] = draw(RETAIN_FOR)
+    match: dict[str, Any] = {}
+    for key, strategy in (
+        ("agents", AGENT_LISTS),
+        ("regions", REGION_LISTS),
+        ("statuses", STATUS_LISTS),
+        ("metadata", METADATA),
+    ):
+        if draw(st.booleans()):
+            match[key] = draw(strategy)
+    empty_match = draw(st.booleans())  # `match: {}` and no `match` both mean every call
+    if match or empty_match:
+        spec["match"] = match
+    return spec
+
+
+POLICY_SPECS = [policy_specs(f"p{i}") for i in range(6)]
+
+
+@st.composite
+def policy_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
+    count = draw(st.integers(1, 6))
+    specs: list[dict[str, Any]] = [draw(POLICY_SPECS[i]) for i in range(count)]
+    return specs
+
+
+def compile_specs(*groups: list[dict[str, Any]]) -> PolicySet:
+    """Each group is one file (JSON, a subset of YAML, is quick to write)."""
+    return parse_policies(
+        [(f"f{i}.yaml", json.dumps({"policies": group})) for i, group in enumerate(groups)]
+    )
+
+
+calls = st.builds(
+    Call,
+    id=st.just("c1"),
+    agent_id=st.sampled_from(["agent_1", "agent_2", "agent_77"]),
+    agent_name=st.sampled_from([None, "support-us", "billing", "sales-a1"]),
+    status=st.sampled_from(["completed", "failed", "completed", "active", "created", "cancelled"]),
+    start_time=st.one_of(
+        st.none(), st.integers(-3, 400 * 24).map(lambda h: NOW - timedelta(hours=h))
+    ),
+    end_time=st.one_of(st.none(), st.integers(0, 400 * 24).map(lambda h: NOW - timedelta(hours=h))),
+    redacted_at=st.sampled_from([None, None, NOW]),
+    zdr_enabled=st.sampled_from([False, False, False, True]),
+    deployment_region=st.sampled_from([None, "US", "EU", "APAC"]),
+    metadata=st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.sampled_from(["tier", "flag", "n", "other"]),
+            st.sampled_from(["free", "pro", "true", "false", "7", True, False, 7, 7.0, None]),
+            max_size=4,
+        ),
+    ),
+)
+
+
+def reference_decision(policy_set: PolicySet, call: Call) -> Decision:
+    """The rules of DESIGN.md read literally, one policy at a time."""
+    if call.status not in ("completed", "failed"):
+        return Decision(Action.SKIP, Reason.NOT_TERMINAL)
+    if call.redacted_at is not None:
+        return Decision(Action.SKIP, Reason.ALREADY_REDACTED)
+    if call.zdr_enabled:
+        return Decision(Action.SKIP, Reason.ZDR)
+    origin = call.start_time or call.end_time
+    if origin is None:
+        return Decision(Action.SKIP, Reason.NO_TIMESTAMP)
+    age = NOW - origin
+    matching = [p for p in policy_set.policies if p.matches(call)]
+    deletions = [p for p in matching if p.kind == Kind.DELETE]
+    if not deletions:
+        return Decision(Action.KEEP, Reason.NO_DELETION_RULE)
+    due = sorted(
+        (p for p in deletions if p.duration is not None and age >= p.duration),
+        key=lambda p: (p.duration, p.name),
+    )
+    if not due:
+        first = min(deletions, key=lambda p: (p.duration, p.name))
+        return Decision(Action.KEEP, Reason.NOT_YET_DUE, first.name)
+    holding = [
+        p for p in matching if p.kind == Kind.RETAIN and (p.duration is None or age < p.duration)
+    ]
+    if holding:
+        forever = sorted(p.name for p in holding if p.duration is None)
+        longest = (
+            forever[0]
+            if forever
+            else max(holding, key=lambda p: (p.duration, [-ord(c) for c in p.name])).name
+        )
+        return Decision(Action.KEEP, Reason.HELD, due[0].name, longest)
+    return Decision(Action.DELETE, Reason.DUE, due[0].name)
+
+
+@SETTINGS
+@given(policy_lists(), calls)
+def test_the_index_decides_as_the_rules_read(specs: list[dict[str, Any]], call: Call) -> None:
+    policy_set = compile_specs(specs)
+    assert decide(policy_set, call, NOW) == reference_decision(policy_set, call)
+
+
+@SETTINGS
+@given(policy_lists(), calls)
+def test_non_terminal_redacted_and_untimed_calls_are_never_deleted(
+    specs: list[dict[str, Any]], call: Call
+) -> None:
+    decision = decide(compile_specs(specs), call, NOW)
+    if (
+        not call.terminal
+        or call.redacted_at is not None
+        or call.zdr_enabled
+        or (call.start_time is None and call.end_time is None)
+    ):
+        assert decision.action == Action.SKIP
+    if decision.action == Action.DELETE:
+        assert call.terminal and call.redacted_at is None and call.age_origin is not None
+
+
+@SETTINGS
+@given(policy_lists(), policy_specs("extra"), calls)
+def test_adding_a_retention_policy_never_adds_a_deletion(
+    specs: list[dict[str, Any]], extra: dict[str, Any], call: Call
+) -> None:
+    extra.pop("delete_after", None)
+    extra.setdefault("retain_for", "forever")
+    before = decide(compile_specs(specs), call, NOW)
+    after = decide(compile_specs(specs, [extra]), call, NOW)
+    if before.action != Action.DELETE:
+        assert after.action != Action.DELETE
+
+
+@SETTINGS
+@given(policy_lists(), policy_specs("extra"), calls)
+def test_adding_a_deletion_policy_never_removes_a_deletion(
+    specs: list[dict[str, Any]], extra: dict[str, Any], call: Call
+) -> None:
+    extra.pop("retain_for", None)
+    extra.setdefault("delete_after", "0d")
+    before = decide(compile_specs(specs), call, NOW)
+    after = decide(compile_specs([extra], specs), call, NOW)
+    if before.action == Action.DELETE:
+        assert after.action == Action.DELETE
+
+
+@SETTINGS
+@given(policy_lists(), calls, st.randoms(use_true_random=False), st.integers(1, 3))
+def test_the_decision_does_not_depend_on_file_or_policy_order(
+    specs: list[dict[str, Any]], call: Call, rng: Any, files: int
+) -> None:
+    shuffled = list(specs)
+    rng.shuffle(shuffled)
+    groups = [shuffled[i::files] for i in range(files)]
+    reordered = compile_specs(*[g for g in groups if g])
+    # Ties for credit go to the first name, so even the credited policy is the same.
+    assert decide(reordered, call, NOW) == decide(compile_specs(specs), call, NOW)

@@ -1,0 +1,276 @@
+"""The rules of DESIGN.md "Policy files" and "Which policy wins", one table row each.
+
+Expected decisions are written by hand from the rules, not taken from the engine.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from retention.policy.engine import Action, Decision, Reason, decide
+from tests.policy.support import NOW, call, policies
+
+DAY = timedelta(days=1)
+D, K, S = Action.DELETE, Action.KEEP, Action.SKIP
+
+# One catch-all deletion at 90 days, a shorter one for failed calls, a hold.
+BASE = """
+policies:
+  - name: default-90d
+    delete_after: 90d
+  - name: failed-30d
+    delete_after: 30d
+    match: {statuses: [failed]}
+  - name: legal-hold
+    retain_for: forever
+    match:
+      metadata: {legal_hold: true}
+  - name: enterprise-1y
+    retain_for: 365d
+    match:
+      metadata: {tier: enterprise}
+"""
+
+BASE_CASES: list[tuple[str, dict[str, Any], Decision]] = [
+    # 1. terminal and not redacted; skip reasons in their documented precedence
+    ("completed, old", {}, Decision(D, Reason.DUE, "default-90d")),
+    ("failed, old", {"status": "failed"}, Decision(D, Reason.DUE, "failed-30d")),
+    *[
+        (f"{s} is never deleted", {"status": s}, Decision(S, Reason.NOT_TERMINAL))
+        for s in ("created", "started", "active", "cancelled", "Completed", "")
+    ],
+    ("redacted", {"redacted_at": NOW - DAY}, Decision(S, Reason.ALREADY_REDACTED)),
+    ("zdr", {"zdr_enabled": True}, Decision(S, Reason.ZDR)),
+    ("no timestamps", {"start_time": None}, Decision(S, Reason.NO_TIMESTAMP)),
+    (
+        "not terminal beats redacted",
+        {"status": "active", "redacted_at": NOW},
+        Decision(S, Reason.NOT_TERMINAL),
+    ),
+    (
+        "redacted beats zdr",
+        {"redacted_at": NOW, "zdr_enabled": True},
+        Decision(S, Reason.ALREADY_REDACTED),
+    ),
+    (
+        "zdr beats no timestamp",
+        {"zdr_enabled": True, "start_time": None},
+        Decision(S, Reason.ZDR),
+    ),
+    # age: from start_time, else end_time
+    (
+        "age from end_time when start_time is null",
+        {"start_time": None, "end_time": NOW - 95 * DAY},
+        Decision(D, Reason.DUE, "default-90d"),
+    ),
+    (
+        "start_time wins over end_time",
+        {"start_time": NOW - 10 * DAY, "end_time": NOW - 95 * DAY},
+        Decision(K, Reason.NOT_YET_DUE, "default-90d"),
+    ),
+    # 2. due means age >= duration; the boundary is due
+    (
+        "age == duration is due",
+        {"start_time": NOW - 90 * DAY},
+        Decision(D, Reason.DUE, "default-90d"),
+    ),
+    (
+        "a microsecond younger is not due",
+        {"start_time": NOW - 90 * DAY + timedelta(microseconds=1)},
+        Decision(K, Reason.NOT_YET_DUE, "default-90d"),
+    ),
+    (
+        "a call in the future is never due",
+        {"start_time": NOW + DAY},
+        Decision(K, Reason.NOT_YET_DUE, "default-90d"),
+    ),
+    # credit: the due deletion rule with the shortest duration
+    (
+        "failed and 100 days old: both due, shortest credited",
+        {"status": "failed", "start_time": NOW - 100 * DAY},
+        Decision(D, Reason.DUE, "failed-30d"),
+    ),
+    # 3. retention wins while it holds
+    (
+        "legal hold holds forever",
+        {"start_time": NOW - 3000 * DAY, "metadata": {"legal_hold": True}},
+        Decision(K, Reason.HELD, "default-90d", "legal-hold"),
+    ),
+    (
+        "legal hold as JSON text",
+        {"metadata": {"legal_hold": "true"}},
+        Decision(K, Reason.HELD, "default-90d", "legal-hold"),
+    ),
+    (
+        "legal_hold false is not held",
+        {"metadata": {"legal_hold": False}},
+        Decision(D, Reason.DUE, "default-90d"),
+    ),
+    (
+        "enterprise held at 200 days",
+        {"start_time": NOW - 200 * DAY, "metadata": {"tier": "enterprise"}},
+        Decision(K, Reason.HELD, "default-90d", "enterprise-1y"),
+    ),
+    (
+        "enterprise hold expired at 365 days",
+        {"start_time": NOW - 365 * DAY, "metadata": {"tier": "enterprise"}},
+        Decision(D, Reason.DUE, "default-90d"),
+    ),
+    (
+        "two holds: the longest is named",
+        {"metadata": {"tier": "enterprise", "legal_hold": True}},
+        Decision(K, Reason.HELD, "default-90d", "legal-hold"),
+    ),
+    (
+        "not yet due and held: the reason is not yet due",
+        {"start_time": NOW - 10 * DAY, "metadata": {"legal_hold": True}},
+        Decision(K, Reason.NOT_YET_DUE, "default-90d"),
+    ),
+    (
+        "a naive timestamp is read as UTC",
+        {"start_time": datetime(2025, 12, 1, 12, 0, 1)},
+        Decision(K, Reason.NOT_YET_DUE, "default-90d"),
+    ),
+    (
+        "a naive timestamp is read as UTC (due)",
+        {"start_time": datetime(2025, 12, 1, 12, 0)},
+        Decision(D, Reason.DUE, "default-90d"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "fields", "expected"), BASE_CASES, ids=[c[0] for c in BASE_CASES])
+def test_which_policy_wins(case: str, fields: dict[str, Any], expected: Decision) -> None:
+    assert decide(policies(BASE), call(**fields), NOW) == expected
+
+
+def _matches(match_yaml: str, **fields: Any) -> bool:
+    """Whether a 1-day deletion rule with this `match:` deletes a 100-day-old call."""
+    policy_set = policies(
+        f"policies:\n  - name: p\n    delete_after: 1d\n    match: {match_yaml}\n"
+    )
+    listed_name = fields.pop("_agent_name", None)  # the name GET /agents would give
+    decision = decide(policy_set, call(**fields), NOW, listed_name)
+    assert decision.action in (Action.DELETE, Action.KEEP)
+    return decision.action == Action.DELETE
+
+
+MATCH_CASES: list[tuple[str, dict[str, Any], bool]] = [
+    # omitted or empty match: every call
+    ("{}", {}, True),
+    # metadata compares as text
+    ("{metadata: {flag: true}}", {"metadata": {"flag": True}}, True),
+    ("{metadata: {flag: true}}", {"metadata": {"flag": "true"}}, True),
+    ("{metadata: {flag: True}}", {"metadata": {"flag": "true"}}, True),
+    ("{metadata: {flag: 'true'}}", {"metadata": {"flag": True}}, True),
+    ("{metadata: {flag: true}}", {"metadata": {"flag": "True"}}, False),
+    ("{metadata: {flag: true}}", {"metadata": {"flag": 1}}, False),
+    ("{metadata: {flag: false}}", {"metadata": {"flag": False}}, True),
+    ("{metadata: {flag: false}}", {"metadata": {"flag": "false"}}, True),
+    ("{metadata: {n: 7}}", {"metadata": {"n": 7}}, True),
+    ("{metadata: {n: 7}}", {"metadata": {"n": "7"}}, True),
+    ("{metadata: {n: '7'}}", {"metadata": {"n": 7}}, True),
+    ("{metadata: {n: +7}}", {"metadata": {"n": 7}}, True),
+    ("{metadata: {n: 7}}", {"metadata": {"n": 7.0}}, False),
+    ("{metadata: {n: 7.50}}", {"metadata": {"n": 7.5}}, True),
+    ("{metadata: {n: 7.5}}", {"metadata": {"n": "7.5"}}, True),
+    ("{metadata: {n: '7*'}}", {"metadata": {"n": 71}}, True),
+    ("{metadata: {v: yes}}", {"metadata": {"v": "yes"}}, True),
+    ("{metadata: {v: yes}}", {"metadata": {"v": True}}, False),
+    # metadata: every key must match, any value of a list
+    ("{metadata: {tier: [free, trial]}}", {"metadata": {"tier": "trial"}}, True),
+    ("{metadata: {tier: [free, trial]}}", {"metadata": {"tier": "pro"}}, False),
+    ("{metadata: {tier: free, env: prod}}", {"metadata": {"tier": "free", "env": "prod"}}, True),
+    ("{metadata: {tier: free, env: prod}}", {"metadata": {"tier": "free"}}, False),
+    # without the key, with null metadata, with a null value: no match, even for `*`
+    ("{metadata: {tier: '*'}}", {"metadata": {"env": "prod"}}, False),
+    ("{metadata: {tier: '*'}}", {"metadata": None}, False),
+    ("{metadata: {tier: '*'}}", {"metadata": {}}, False),
+    ("{metadata: {tier: '*'}}", {"metadata": {"tier": None}}, False),
+    ("{metadata: {tier: '*'}}", {"metadata": {"tier": ""}}, True),
+    ("{metadata: {}}", {"metadata": None}, True),
+    # globs: *, ?, [...], [!...]; case-sensitive; whole text
+    ("{agents: 'support-*'}", {}, True),
+    ("{agents: 'support'}", {}, False),
+    ("{agents: 'SUPPORT-*'}", {}, False),
+    ("{agents: 'support-u?'}", {}, True),
+    ("{agents: 'support-?'}", {}, False),
+    ("{agents: 'support-[uv]s'}", {}, True),
+    ("{agents: 'support-[!u]s'}", {}, False),
+    ("{agents: 'support-[a-z]s'}", {}, True),
+    ("{agents: '*port*'}", {}, True),
+    # agents match by id or by name; the name from GET /agents when the call has none
+    ("{agents: agent_1}", {}, True),
+    ("{agents: [billing, agent_1]}", {}, True),
+    ("{agents: [billing, 'agent_[2-9]']}", {}, False),
+    ("{agents: support-us}", {"agent_name": None}, False),
+    ("{agents: support-us}", {"agent_name": None, "_agent_name": "support-us"}, True),
+    ("{agents: support-us}", {"agent_name": "billing", "_agent_name": "support-us"}, False),
+    # regions and statuses: any of the listed values
+    ("{regions: [US, EU]}", {}, True),
+    ("{regions: EU}", {}, False),
+    ("{regions: [US, EU, APAC]}", {"deployment_region": None}, False),
+    ("{regions: APAC}", {"deployment_region": "APAC"}, True),
+    ("{statuses: completed}", {}, True),
+    ("{statuses: [failed]}", {}, False),
+    ("{statuses: [failed]}", {"status": "failed"}, True),
+    # every listed condition must hold
+    ("{agents: 'support-*', regions: [EU]}", {}, False),
+    ("{agents: 'support-*', regions: [US], statuses: [completed]}", {}, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("match", "fields", "expected"), MATCH_CASES, ids=[f"{c[0]}-{c[1]}" for c in MATCH_CASES]
+)
+def test_match_conditions(match: str, fields: dict[str, Any], expected: bool) -> None:
+    assert _matches(match, **fields) is expected
+
+
+def test_omitted_match_matches_every_call() -> None:
+    policy_set = policies("policies:\n  - {name: all, delete_after: 1d}\n")
+    assert decide(policy_set, call(metadata=None, deployment_region=None), NOW).action == D
+
+
+def test_no_matching_deletion_rule_keeps_the_call() -> None:
+    policy_set = policies("policies:\n  - {name: eu, delete_after: 1d, match: {regions: EU}}\n")
+    assert decide(policy_set, call(), NOW) == Decision(K, Reason.NO_DELETION_RULE)
+
+
+def test_credit_ties_go_to_the_first_name_whatever_the_order() -> None:
+    text = """
+    policies:
+      - {name: zeta, delete_after: 30d}
+      - {name: alpha, delete_after: 4w, match: {regions: US}}
+      - {name: beta, delete_after: 30d, match: {regions: US}}
+      - {name: gamma, delete_after: 720h}
+    """
+    # 4w = 28 days is the shortest; without it, beta, gamma and zeta tie at 30 days.
+    assert decide(policies(text), call(), NOW).credited_policy == "alpha"
+    without_alpha = text.replace("- {name: alpha, delete_after: 4w, match: {regions: US}}", "")
+    assert decide(policies(without_alpha), call(), NOW).credited_policy == "beta"
+
+
+def test_zero_duration_deletes_at_once_but_not_in_the_future() -> None:
+    sweep = policies("policies:\n  - {name: erase, delete_after: 0d, match: {metadata: {c: x}}}\n")
+    assert decide(sweep, call(age=timedelta(0), metadata={"c": "x"}), NOW).action == D
+    future = call(age=-timedelta(seconds=1), metadata={"c": "x"})
+    assert decide(sweep, future, NOW) == Decision(K, Reason.NOT_YET_DUE, "erase")
+
+
+def test_retention_rules_alone_never_delete() -> None:
+    holds = policies("policies:\n  - {name: h, retain_for: 1h}\n")
+    assert decide(holds, call(), NOW) == Decision(K, Reason.NO_DELETION_RULE)
+
+
+def test_memo_limits_do_not_change_decisions() -> None:
+    policy_set = policies(
+        "policies:\n  - {name: c, delete_after: 1d, match: {metadata: {customer_id: 'cus_1*'}}}\n"
+    )
+    for i in range(20_000):  # more distinct values than the memo holds
+        expected = D if str(i).startswith("1") else K
+        got = decide(policy_set, call(metadata={"customer_id": f"cus_{i}"}), NOW).action
+        assert got == expected
