@@ -39,6 +39,7 @@ from retention.api.errors import (
 )
 from retention.api.models import API_VERSION, Agent, AgentList, Call, CallPage
 from retention.api.retry import RetryPolicy, parse_retry_after
+from retention.api.transport import SpreadTransport
 from retention.log import get_logger
 
 T = TypeVar("T")
@@ -213,10 +214,9 @@ class CartesiaClient:
                 "User-Agent": f"cartesia-retention/{__version__}",
             },
             timeout=timeout,
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            # Small pools with cached sockets: httpcore's single pool costs milliseconds of
+            # CPU per request at dozens of connections (see api/transport.py).
+            transport=transport if transport is not None else SpreadTransport(max_connections),
             follow_redirects=False,  # a redirect is an answer to show, not to follow blindly
         )
 

@@ -37,7 +37,6 @@ from retention.run.recovery import RecoveryIncomplete, recover
 from retention.run.report import Report, RunContext
 from retention.run.shard import Shard
 from retention.run.stats import RunStats
-from retention.run.transport import SpreadTransport
 
 _log = get_logger(__name__)
 
@@ -218,7 +217,7 @@ async def _run(
         api_key=settings.api_key,
         gate=RunGate(limiter, control),
         retry=settings.retry,
-        transport=settings.transport or SpreadTransport(concurrency + LISTING_TASKS),
+        transport=settings.transport,
         max_connections=concurrency + LISTING_TASKS,
     )
     async with client:

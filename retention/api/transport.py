@@ -1,0 +1,127 @@
+"""HTTP plumbing under the client: connection pools that stay cheap at high concurrency.
+
+Two costs in httpcore grow with the number of pooled connections and dominate a run's
+CPU at 32+ requests in flight: the pool re-checks every connection on each request,
+and each check asks anyio for the raw socket through `extra()`, which rebuilds a dict
+of attribute getters (and calls getpeername) every time. So requests are spread over
+several small pools, and each connection's socket is looked up once and kept.
+"""
+
+# httpcore's stream and backend interfaces take `timeout` parameters; we only pass them on.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import ssl
+import typing
+from typing import Final
+
+import httpcore
+import httpx
+from httpcore._utils import is_socket_readable
+
+CONNECTIONS_PER_POOL: Final = 4
+
+
+class _SocketCachingStream(httpcore.AsyncNetworkStream):
+    """Delegates to anyio's stream; answers `socket`/`is_readable` from a cached socket."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        wrapped = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _SocketCachingStream(wrapped)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        if info == "socket":
+            return self._socket
+        if info == "is_readable":
+            return is_socket_readable(self._socket)
+        return self._inner.get_extra_info(info)
+
+
+class _SocketCachingBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _SocketCachingStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return _SocketCachingStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _small_pool(connections: int, tls: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        verify=tls,
+    )
+    # httpx has no public way to choose httpcore's network backend; its transport keeps
+    # the pool in `_pool`. If a later httpx renames it, the stock pool is kept as is.
+    if isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=tls,
+            max_connections=connections,
+            max_keepalive_connections=connections,
+            network_backend=_SocketCachingBackend(),
+        )
+    return transport
+
+
+class SpreadTransport(httpx.AsyncBaseTransport):
+    """Several small pools; each request goes to the one with the fewest in flight."""
+
+    def __init__(self, connections: int, *, per_pool: int = CONNECTIONS_PER_POOL) -> None:
+        count = max(1, -(-connections // per_pool))
+        # One TLS context for all pools: each new one re-reads the CA bundle (~50 ms of CPU).
+        tls = httpx.create_ssl_context()
+        self._pools = [_small_pool(per_pool, tls) for _ in range(count)]
+        self._busy = [0] * count
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        index = min(range(len(self._pools)), key=self._busy.__getitem__)
+        self._busy[index] += 1
+        try:
+            response = await self._pools[index].handle_async_request(request)
+            # Bodies here are small JSON: read now, so the connection is free on return.
+            await response.aread()
+        finally:
+            self._busy[index] -= 1
+        return response
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
