@@ -56,11 +56,24 @@ def redact_processor(
     return event_dict
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is at each write: tests and callers may swap it after setup."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(
     *, json_lines: bool | None = None, level: int = logging.INFO, stream: TextIO | None = None
 ) -> None:
     """Configure structlog. `json_lines=None` picks JSON unless `stream` is a terminal."""
-    out = stream if stream is not None else sys.stderr
+    out: Any = stream if stream is not None else _CurrentStderr()
     as_json = json_lines if json_lines is not None else not out.isatty()
     renderer: Any = (
         structlog.processors.JSONRenderer()

@@ -7,7 +7,6 @@ is checked by the first request (GET /agents), before any deletion.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,7 +107,7 @@ def run_command(settings: RunSettings) -> int:
     report = Report(settings.report) if settings.report else None
     stats = RunStats(dry_run=not settings.execute)
     run_id = uuid.uuid4().hex
-    configure(stream=_Stderr())  # type: ignore[arg-type]
+    configure()
     structlog.contextvars.bind_contextvars(run_id=run_id)
     context = RunContext(
         run_id=run_id,
@@ -155,19 +154,6 @@ def _finish(
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
     return code
-
-
-class _Stderr:
-    """Whatever `sys.stderr` is at each write (it may be swapped after configuration)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-    def isatty(self) -> bool:
-        return sys.stderr.isatty()
 
 
 def _unwrap(err: BaseException) -> BaseException:
