@@ -1,6 +1,6 @@
 """`python -m bench`: run the benchmarks, print the table, optionally record it.
 
-.venv/bin/python -m bench                 # full figures (about 10 minutes on 2 cores)
+.venv/bin/python -m bench                 # full figures (about 8 minutes on 2 cores)
 .venv/bin/python -m bench --quick         # smoke mode: tiny sizes, proves it works
 .venv/bin/python -m bench --only rate,engine --write docs/BENCHMARKS.md
 """
@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import traceback
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"#   {figure.title}: {figure.shown} ({figure.verdict})", flush=True)
     print()
     print(text_table(figures))
+    after = os.getloadavg()
+    machine_line += f"; after it {after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f}"
+    print(f"\n# {machine_line}")
     if args.write:
         write_results(args.write, results_section(figures, command_line(), machine_line))
         print(f"\nrecorded in {args.write}")

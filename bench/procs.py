@@ -1,6 +1,7 @@
 """Processes the benchmarks start: the sandbox (its own process, so its CPU is
-never counted as the tool's) and measured children (CPU and peak RSS of exactly
-that child, from wait4, not of every child the benchmark ever reaped)."""
+never counted as the tool's) and measured children: CPU from wait4 on exactly
+that child; peak RSS from the child's own VmHWM, because Linux's ru_maxrss of a
+child also counts the peak of the parent it was forked from."""
 
 from __future__ import annotations
 
@@ -149,10 +150,12 @@ def measure(
         )
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
+        peak = PeakRss(proc.pid)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
             timer.cancel()
+            peak.stop()
         wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Measured(
@@ -160,10 +163,42 @@ def measure(
         exit_code=proc.returncode,
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
-        max_rss_mb=_rss_mb(usage),
+        max_rss_mb=peak.mb if peak.mb is not None else _rss_mb(usage),
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
     )
+
+
+class PeakRss:
+    """Polls /proc/PID/status for VmHWM, the process's own high-water RSS (monotonic,
+    so the last reading before it exits is its peak)."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.mb: float | None = None
+        self._path = Path(f"/proc/{pid}/status")
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            text = self._path.read_text()
+        except OSError:  # not Linux, or the process is gone
+            return
+        for line in text.splitlines():
+            if line.startswith("VmHWM:"):
+                kib = int(line.split()[1])
+                self.mb = max(self.mb or 0.0, kib / 1024)
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            self._read()
+            self._done.wait(self._interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def _rss_mb(usage: resource.struct_rusage) -> float:

@@ -195,6 +195,14 @@ def audit_verify(
     envvar="RETENTION_PROGRESS_INTERVAL",
     help="Seconds between progress log lines when stderr is not a terminal.",
 )
+@click.option(
+    "--timeout",
+    type=_FiniteFloat(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    envvar="RETENTION_TIMEOUT",
+    help="Seconds to wait for each API answer before retrying it.",
+)
 @click.option("--shard", envvar="RETENTION_SHARD", help="Only shard I of N (0-based), e.g. 0/4.")
 @click.option(
     "--shard-count",

@@ -46,7 +46,17 @@ T = TypeVar("T")
 Method = Literal["GET", "DELETE"]
 
 # Explicit, so that a hung server never hangs a run: connect fast, reads may be slow.
-DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=10.0, read=30.0, write=30.0, pool=60.0)
+DEFAULT_TIMEOUT_SECONDS: Final = 30.0
+
+
+def request_timeout(seconds: float) -> httpx.Timeout:
+    """Timeouts from one figure: read and write `seconds`, connecting at most 10 s."""
+    return httpx.Timeout(
+        connect=min(10.0, seconds), read=seconds, write=seconds, pool=max(60.0, seconds)
+    )
+
+
+DEFAULT_TIMEOUT: Final = request_timeout(DEFAULT_TIMEOUT_SECONDS)
 MAX_PAGE_SIZE: Final = 100
 # Failures after which the request may have reached the server (and a DELETE taken effect).
 _MAYBE_DELIVERED: Final = (

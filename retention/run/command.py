@@ -19,7 +19,12 @@ import httpx
 import structlog
 
 from retention import __version__
-from retention.api.client import CartesiaClient, check_base_url
+from retention.api.client import (
+    DEFAULT_TIMEOUT_SECONDS,
+    CartesiaClient,
+    check_base_url,
+    request_timeout,
+)
 from retention.api.errors import ApiError, AuthError
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
@@ -69,6 +74,7 @@ class RunSettings:
     max_deletes: int | None = None
     grace_period: float = DEFAULT_GRACE_PERIOD
     progress_interval: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT_SECONDS  # per request: read and write; connect at most 10 s
     shard: Shard | None = None
     pushgateway: str | None = None
     metrics_file: Path | None = None
@@ -203,6 +209,7 @@ async def _run(
         api_key=settings.api_key,
         gate=RunGate(limiter, control),
         retry=settings.retry,
+        timeout=request_timeout(settings.timeout),
         transport=settings.transport,
         max_connections=concurrency + LISTING_TASKS,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from retention.api.client import check_base_url
 from retention.policy.load import load_policies
 from retention.run.command import RunSettings
+from retention.run.metrics import check_pushgateway
 from retention.run.report import report_format
 from retention.run.shard import Shard, ShardError, parse_shard, shard_from_index
 from retention.settings import parse_now, resolve_api_key, resolve_base_url
@@ -47,6 +48,7 @@ def settings_from_flags(
     now: str | None,
     grace_period: float,
     progress_interval: float,
+    timeout: float,
     shard: str | None,
     shard_count: int | None,
     pushgateway: str | None,
@@ -57,6 +59,8 @@ def settings_from_flags(
         report_format(report)
     moment = parse_now(now)
     chosen_shard = resolve_shard(shard, shard_count)
+    if pushgateway is not None:
+        check_pushgateway(pushgateway)
     policies = load_policies(list(policy_paths))
     url = resolve_base_url(base_url)
     check_base_url(url)
@@ -74,6 +78,7 @@ def settings_from_flags(
         max_deletes=max_deletes,
         grace_period=grace_period,
         progress_interval=progress_interval,
+        timeout=timeout,
         shard=chosen_shard,
         pushgateway=pushgateway,
         metrics_file=metrics_file,

@@ -32,6 +32,7 @@ from prometheus_client.exposition import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from retention.errors import UserError
 from retention.run.stats import RunStats
 
 PREFIX: Final = "retention"
@@ -184,6 +185,30 @@ def _write_textfile(stats: RunStats, path: Path, *, shard: str | None) -> None:
     registry = build_registry(stats, last_success=carried, shard_label=shard)
     # write_to_textfile writes a sibling temp file and renames it over `path`.
     write_to_textfile(os.fspath(path), registry)
+
+
+def check_pushgateway(url: str) -> str:
+    """Refuse a Pushgateway address that cannot work, before the run deletes anything.
+
+    Accepts `http(s)://host[:port][/path]` or prometheus-client's bare `host[:port]`.
+    """
+    problem = None
+    if not url.strip() or any(ch.isspace() for ch in url):
+        problem = "must be a URL such as http://pushgateway:9091 (no spaces)"
+    else:
+        parts = urllib.parse.urlsplit(url if "//" in url else f"http://{url}")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            problem = "has a port that is not a number from 0 to 65535"
+        else:
+            if parts.scheme not in ("http", "https"):
+                problem = f"must use http or https, not {parts.scheme}"
+            elif not parts.hostname:
+                problem = "has no host"
+    if problem is not None:
+        raise UserError(f"the Pushgateway address {problem}", where="--pushgateway")
+    return url
 
 
 def _gateway_and_handler(url: str) -> tuple[str, Handler]:

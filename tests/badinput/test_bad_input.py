@@ -113,6 +113,19 @@ def unreadable_file(tmp: Path) -> Path:
     return path
 
 
+def yaml_named_directory(tmp: Path) -> Path:
+    folder = tmp / "odd"
+    (folder / "looks-like.yaml").mkdir(parents=True)  # unreadable as a file, even for root
+    return folder
+
+
+def dangling_symlink(tmp: Path) -> Path:
+    folder = tmp / "links"
+    folder.mkdir()
+    (folder / "gone.yaml").symlink_to(tmp / "deleted-target.yaml")
+    return folder
+
+
 def binary_file(tmp: Path) -> Path:
     path = tmp / "binary.yaml"
     path.write_bytes(b"\xff\xfe\x00policies\x00\x81")
@@ -137,11 +150,15 @@ CASES: dict[str, Builder] = {
     "key-file-is-directory": lambda tmp, url, good: Case(
         base(url, good, tmp, "--api-key-file", str(tmp)), {}
     ),
+    "api-key-non-ascii": flag(env={"CARTESIA_API_KEY": "sk_car_\u2603snow"}),
+    "api-key-with-newline": flag(env={"CARTESIA_API_KEY": "sk_car_abc\nInjected: 1"}),
     "missing-policies-path": policies_at(lambda tmp: tmp / "nowhere"),
     "policies-dir-without-yaml": policies_at(empty_dir),
     "unreadable-policies-dir": policies_at(unreadable_dir),
     "unreadable-policy-file": policies_at(unreadable_file),
     "binary-policy-file": policies_at(binary_file),
+    "directory-named-like-a-policy-file": policies_at(yaml_named_directory),
+    "dangling-symlink-in-policies-dir": policies_at(dangling_symlink),
     "duplicate-names-across-files": policies_at(duplicate_across_files),
     "http-to-remote-host": flag("--base-url", "http://example.com"),
     "http-to-private-ip": flag("--base-url", "http://10.1.2.3:8080"),
@@ -168,6 +185,15 @@ CASES: dict[str, Builder] = {
     "shard-index-too-big": flag("--shard", "5/3"),
     "shard-zero-of-zero": flag("--shard", "0/0"),
     "shard-words": flag("--shard", "a/b"),
+    "shard-and-shard-count": flag("--shard", "0/2", "--shard-count", "2"),
+    "shard-count-without-job-index": flag("--shard-count", "2"),
+    "shard-count-bad-job-index": flag(
+        "--shard-count", "2", env={**KEY, "JOB_COMPLETION_INDEX": "two"}
+    ),
+    "grace-period-negative": flag("--grace-period", "-5"),
+    "progress-interval-zero": flag("--progress-interval", "0"),
+    "metrics-file-is-directory": flag("--metrics-file", "/"),
+    "pushgateway-not-a-url": flag("--pushgateway", "not a url"),
     "unknown-flag": flag("--frobnicate"),
     "flag-missing-value": lambda tmp, url, good: Case([*base(url, good, tmp), "--rate"], KEY),
     "rate-env-garbage": flag(env={**KEY, "RETENTION_RATE": "fast"}),
