@@ -1,7 +1,7 @@
 """Where the tool's CPU goes: `retention run` under py-spy against a sandbox in
 another process, summarised as the share of samples in each function.
 
-    .venv/bin/pip install py-spy          # not a project dependency
+    .venv/bin/pip install -e '.[profile]'   # py-spy, kept out of the test extra
     .venv/bin/python -m bench.profile execute --calls 4000
     .venv/bin/python -m bench.profile dry-run --calls 50000
 """
@@ -48,7 +48,7 @@ def main() -> int:
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
-        print("py-spy is not installed: .venv/bin/pip install py-spy", file=sys.stderr)
+        print("py-spy is not installed: .venv/bin/pip install -e '.[profile]'", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         work = Path(tmp)

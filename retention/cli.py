@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -27,8 +28,55 @@ class _FiniteFloat(click.FloatRange):
         return number
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 # Requests per second: positive and finite.
 _RATE = _FiniteFloat(min=0, min_open=True)
+
+
+# Options shared by several commands: one definition each, so they cannot drift apart.
+_base_url_option = click.option(
+    "--base-url", help="API base URL [CARTESIA_BASE_URL, else https://api.cartesia.ai]."
+)
+_api_key_file_option = click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path),
+    envvar="CARTESIA_API_KEY_FILE",
+    help="File holding the API key (a mounted secret) [else CARTESIA_API_KEY].",
+)
+_policies_option = click.option(
+    "--policies",
+    "policy_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    default=[Path("policies")],
+    show_default=True,
+    envvar="RETENTION_POLICIES",
+    help="Policy file or directory; repeatable.",
+)
+_now_option = click.option("--now", help="RFC 3339 instant ages are measured from [now].")
+
+
+def _concurrency_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(1, 1024),
+        default=32,
+        show_default=True,
+        envvar="RETENTION_CONCURRENCY",
+        help=help_text,
+    )
+
+
+def _rate_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--rate",
+        type=_RATE,
+        default=400.0,
+        show_default=True,
+        envvar="RETENTION_RATE",
+        help=help_text,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -48,18 +96,10 @@ def validate(paths: tuple[Path, ...]) -> int:
 
 @cli.command()
 @click.argument("call_id")
-@click.option(
-    "--policies",
-    "policy_paths",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    default=[Path("policies")],
-    show_default=True,
-    help="Policy file or directory; repeatable.",
-)
-@click.option("--now", help="RFC 3339 instant ages are measured from [now].")
-@click.option("--base-url", help="API base URL [CARTESIA_BASE_URL, else https://api.cartesia.ai].")
-@click.option("--api-key-file", type=click.Path(path_type=Path), help="File holding the API key.")
+@_policies_option
+@_now_option
+@_base_url_option
+@_api_key_file_option
 def explain(
     call_id: str,
     policy_paths: tuple[Path, ...],
@@ -84,29 +124,10 @@ def audit() -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=True))
 @click.option("--api", "against_api", is_flag=True, help="Also confirm every logged redaction.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the evidence (.md/.json).")
-@click.option("--base-url", help="API base URL [CARTESIA_BASE_URL, else https://api.cartesia.ai].")
-@click.option(
-    "--api-key-file",
-    type=click.Path(path_type=Path),
-    envvar="CARTESIA_API_KEY_FILE",
-    help="File holding the API key [else CARTESIA_API_KEY].",
-)
-@click.option(
-    "--rate",
-    type=_RATE,
-    envvar="RETENTION_RATE",
-    default=400.0,
-    show_default=True,
-    help="Requests per second at most, as a run (with --api).",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1024),
-    envvar="RETENTION_CONCURRENCY",
-    default=32,
-    show_default=True,
-    help="Requests in flight at most, as a run (with --api).",
-)
+@_base_url_option
+@_api_key_file_option
+@_rate_option("Requests per second at most, as a run (with --api).")
+@_concurrency_option("Requests in flight at most, as a run (with --api).")
 def audit_verify(
     file: Path,
     against_api: bool,
@@ -124,16 +145,7 @@ def audit_verify(
 
 
 @cli.command()
-@click.option(
-    "--policies",
-    "policy_paths",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    default=[Path("policies")],
-    show_default=True,
-    envvar="RETENTION_POLICIES",
-    help="Policy file or directory; repeatable.",
-)
+@_policies_option
 @click.option("--execute", is_flag=True, help="Really delete. Without it: a dry run, no DELETE.")
 @click.option(
     "--audit-log",
@@ -149,36 +161,17 @@ def audit_verify(
     envvar="RETENTION_REPORT",
     help="Write a report: .csv (one row per call selected), .json or .md (totals).",
 )
-@click.option("--base-url", help="API base URL [CARTESIA_BASE_URL, else https://api.cartesia.ai].")
-@click.option(
-    "--api-key-file",
-    type=click.Path(path_type=Path),
-    envvar="CARTESIA_API_KEY_FILE",
-    help="File holding the API key [else CARTESIA_API_KEY].",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1024),
-    default=32,
-    show_default=True,
-    envvar="RETENTION_CONCURRENCY",
-    help="Requests in flight at most.",
-)
-@click.option(
-    "--rate",
-    type=_RATE,
-    default=400.0,
-    show_default=True,
-    envvar="RETENTION_RATE",
-    help="Requests per second at most (halved on each burst of 429s, then recovers).",
-)
+@_base_url_option
+@_api_key_file_option
+@_concurrency_option("Requests in flight at most.")
+@_rate_option("Requests per second at most (halved on each burst of 429s, then recovers).")
 @click.option(
     "--max-deletes",
     type=click.IntRange(min=0),
     envvar="RETENTION_MAX_DELETES",
     help="Stop cleanly after this many DELETE requests (exit 3).",
 )
-@click.option("--now", help="RFC 3339 instant ages are measured from [now].")
+@_now_option
 @click.option(
     "--grace-period",
     type=_FiniteFloat(min=0),
