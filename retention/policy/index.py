@@ -158,8 +158,8 @@ class PolicyIndex:
         mask = self._all
         agents = self._agents
         if agents is not None:
-            name = call.agent_name
-            agent = (call.agent_id, agent_name if name is None else name)
+            # An empty agent_name is no name: fall back to GET /agents, as conditions do.
+            agent = (call.agent_id, call.agent_name or agent_name)
             found = agents.memo.get(agent)
             mask &= agents.compute(agent) if found is None else found
         regions = self._regions

@@ -284,11 +284,20 @@ def _parse_metadata(node: Node, where: Where) -> list[Condition]:
         where.add(node, "match.metadata", f"expected a mapping of key: value(s), got {got}")
         return []
     conditions: list[Condition] = []
+    seen: dict[str, int] = {}
     for key_node, value_node in node.value:
         if not isinstance(key_node, ScalarNode) or is_null(key_node):
             where.add(key_node, "match.metadata", f"a key must be text, got {kind(key_node)}")
             continue
         name = str(key_node.value)
+        if name in seen:  # two values for one key would silently match nothing
+            where.add(
+                key_node,
+                "match.metadata",
+                f"duplicate key `{name}` (also on line {seen[name]}); list the values instead",
+            )
+            continue
+        seen[name] = key_node.start_mark.line + 1
         items = scalar_items(value_node, where, f"match.metadata.{name}", "a value (a glob)")
         if items is not None:
             patterns = tuple(metadata_text(i) for i in items)

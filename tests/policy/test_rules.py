@@ -274,3 +274,18 @@ def test_memo_limits_do_not_change_decisions() -> None:
         expected = D if str(i).startswith("1") else K
         got = decide(policy_set, call(metadata={"customer_id": f"cus_{i}"}), NOW).action
         assert got == expected
+
+
+def test_an_empty_agent_name_falls_back_to_the_listed_name_as_explain_does() -> None:
+    # A hold by agent name must hold when the API sends `agent_name: ""` for the call.
+    text = """
+    policies:
+      - {name: all-1d, delete_after: 1d}
+      - {name: support-hold, retain_for: forever, match: {agents: "support-*"}}
+    """
+    policy_set = policies(text)
+    nameless = call(agent_name="")
+    assert decide(policy_set, nameless, NOW, "support-bot") == Decision(
+        K, Reason.HELD, "all-1d", "support-hold"
+    )
+    assert policy_set.by_name("support-hold").matches(nameless, "support-bot")

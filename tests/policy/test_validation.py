@@ -235,6 +235,15 @@ CASES: list[tuple[str, str, list[str]]] = [
         ["p.yaml:4: policy 'a': duplicate key `delete_after` (also on line 3)"],
     ),
     (
+        "duplicate metadata key (a hold that could never match)",
+        "policies:\n  - name: a\n    retain_for: forever\n    match:\n      metadata:\n"
+        "        legal_hold: true\n        legal_hold: 'yes'\n",
+        [
+            "p.yaml:7: policy 'a': match.metadata: duplicate key `legal_hold` (also on line 6);"
+            " list the values instead"
+        ],
+    ),
+    (
         "policy not a mapping",
         "policies:\n  - support-90d\n",
         ["p.yaml:2: policy #1: expected a policy (a mapping with `name:`), got text"],
