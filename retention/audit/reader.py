@@ -118,6 +118,8 @@ def parse_line(data: bytes) -> dict[str, Any]:
         raise LineFormatError("bad JSON: not UTF-8 text") from None
     except json.JSONDecodeError as err:
         raise LineFormatError(f"bad JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:  # a damaged or hostile line of nested brackets
+        raise LineFormatError("bad JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise LineFormatError("bad JSON: the line is not a JSON object")
     return value

@@ -114,7 +114,8 @@ class LogSummary:
 
 
 def parse_instant(value: object) -> datetime | None:
-    """An RFC 3339 timestamp with an explicit offset, as an aware UTC datetime; else None."""
+    """An RFC 3339 timestamp as an aware UTC datetime (no offset: UTC, as the API's
+    own offset-less values are read everywhere else); else None."""
     if not isinstance(value, str) or "T" not in value.upper():
         return None
     try:
@@ -122,7 +123,8 @@ def parse_instant(value: object) -> datetime | None:
     except ValueError:
         return None
     if instant.tzinfo is None:
-        return None
+        # `redacted_at` is logged verbatim from the API; the proof reads it the same way.
+        return instant.replace(tzinfo=UTC)
     return instant.astimezone(UTC)
 
 

@@ -221,3 +221,19 @@ def test_a_monster_line_is_reported_and_still_digested(tmp_path: Path) -> None:
     assert summary.lines == len(LINES) + 1
     assert summary.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert summary.size == path.stat().st_size
+
+
+def test_deeply_nested_brackets_are_bad_json_not_a_crash(tmp_path: Path) -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    summary = verify_log(write(tmp_path / "a.jsonl", [*LINES[:2], nested, *LINES[2:]]))
+    assert summary.problem is not None
+    assert (summary.problem.line, summary.problem.kind) == (3, "bad_json")
+
+
+def test_a_redacted_at_without_offset_is_read_as_utc(tmp_path: Path) -> None:
+    # The log keeps the API's value verbatim; an offset-less one is UTC, not damage.
+    records = list(RECORDS)
+    records[4] = records[4] | {"redacted_at": "2026-10-29T23:30:00"}
+    summary = verify_log(write(tmp_path / "a.jsonl", _resealed(records)))
+    assert summary.problem is None, summary.problem
+    assert summary.first_redacted_at == datetime(2026, 10, 29, 23, 30, tzinfo=UTC)
