@@ -58,6 +58,7 @@ class OpenIntent:
     policy: str
     run_id: str
     line: int
+    ts: str = ""  # when the intent was written (RFC 3339), for recovery's settle window
 
 
 @dataclass
@@ -206,6 +207,7 @@ class AuditLog:
                 str(record.get("policy", "")),
                 str(record.get("run_id", "")),
                 number,
+                str(record.get("ts", "")),
             )
         elif event in OUTCOME_EVENTS and isinstance(call_id, str):
             result.open_intents.pop(call_id, None)

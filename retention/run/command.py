@@ -166,6 +166,11 @@ def _unwrap(err: BaseException) -> BaseException:
     """A task group's single error, out of its exception group."""
     while isinstance(err, BaseExceptionGroup) and len(err.exceptions) == 1:
         err = err.exceptions[0]
+    if isinstance(err, BaseExceptionGroup):
+        # One failed audit batch fails every worker waiting on it: report the cause once.
+        failed, rest = err.split(AuditWriteError)
+        if failed is not None and rest is None:
+            return _unwrap(failed.exceptions[0])
     return err
 
 
@@ -273,7 +278,14 @@ async def _supervised(
                 },
             )
             try:
-                await recover(audit.scan.open_intents, pipeline.client, journal, stats)
+                with control.recovery:
+                    await recover(
+                        audit.scan.open_intents,
+                        pipeline.client,
+                        journal,
+                        stats,
+                        settle=settings.timeout,
+                    )
             except (AuthError, RunStopped):
                 control.stop(StopReason.CREDENTIALS)
             except RecoveryIncomplete as err:

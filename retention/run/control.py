@@ -64,6 +64,8 @@ class RunControl:
         self.gate_closed = False
         self.listing = anyio.CancelScope()  # the agents' listing: cancelled on any stop
         self.work = anyio.CancelScope()  # listing and workers: given a deadline on a stop
+        # Settling a killed run's intents: same deadline; what is left stays open, safely.
+        self.recovery = anyio.CancelScope()
         self.signals = 0
 
     @property
@@ -81,6 +83,7 @@ class RunControl:
         if reason in (StopReason.SIGNAL, StopReason.CREDENTIALS):
             deadline = anyio.current_time() + self.grace_period
             self.work.deadline = min(self.work.deadline, deadline)
+            self.recovery.deadline = min(self.recovery.deadline, deadline)
 
     async def watch_signals(self) -> None:
         """First SIGTERM/SIGINT: graceful stop. Second: exit at once (the intents keep

@@ -6,7 +6,10 @@ For each `delete_requested` with no outcome, the call is read from the API:
   killed run's, and this line completes its record.
 - 404: `not_found`.
 - not redacted: `failed` with error "not deleted: ...": the DELETE never took effect.
-  The call is then decided afresh by this run like any other.
+  The call is then decided afresh by this run like any other. A DELETE the killed run
+  sent just before dying may still be on its way through the API, so an intent younger
+  than the settle window (the request timeout) is read again once the window has
+  passed since it was written; only then is it called not deleted.
 If a call cannot be read (the API keeps failing), the run stops before any deletion
 (exit 1) and leaves that intent open for the next run: never lose a redaction's record.
 """
@@ -14,6 +17,7 @@ If a call cannot be read (the API keeps failing), the run stops before any delet
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Final
 
 import anyio
@@ -48,29 +52,51 @@ def api_timestamp(value: object) -> str:
     return msgspec.json.encode(value).decode("ascii").strip('"')
 
 
+def settle_delay(intent: OpenIntent, settle: float, now: datetime) -> float:
+    """Seconds left until `settle` seconds have passed since the intent was written."""
+    try:
+        written = datetime.fromisoformat(intent.ts.replace("Z", "+00:00"))
+    except ValueError:
+        return settle  # no usable time: assume it was just written
+    if written.tzinfo is None:
+        written = written.replace(tzinfo=UTC)
+    return max(0.0, min(settle, settle - (now - written).total_seconds()))
+
+
 async def recover(
     intents: Mapping[str, OpenIntent],
     client: CartesiaClient,
     journal: Journal,
     stats: RunStats,
+    *,
+    settle: float = 0.0,
 ) -> None:
     """Resolve every open intent (concurrently; the client's gate bounds the requests)."""
     if not intents:
         return
     _log.warning("audit.recovering", open_intents=len(intents))
     unresolved = 0
+    refused = False
 
     async def resolve(intent: OpenIntent) -> None:
-        nonlocal unresolved
+        nonlocal unresolved, refused
         keys = {"call_id": intent.call_id, "agent_id": intent.agent_id, "policy": intent.policy}
         try:
             call = await client.get_call(intent.call_id)
+            if call.redacted_at is None:
+                delay = settle_delay(intent, settle, datetime.now(UTC))
+                if delay > 0:
+                    await anyio.sleep(delay)
+                    call = await client.get_call(intent.call_id)
         except NotFound:
             await journal.write("not_found", keys)
             stats.recovered["not_found"] += 1
             return
         except (AuthError, RunStopped):
-            raise
+            # Stop every other read at once; the caller sees one RunStopped, not a group.
+            refused = True
+            group.cancel_scope.cancel()
+            return
         except ApiError as err:
             unresolved += 1
             _log.warning("audit.recovery_failed", error=type(err).__name__, status=err.status)
@@ -85,6 +111,8 @@ async def recover(
     async with anyio.create_task_group() as group:
         for intent in intents.values():
             group.start_soon(resolve, intent)
+    if refused:
+        raise RunStopped("the API refused the credentials while resolving open intents")
     if unresolved:
         raise RecoveryIncomplete(unresolved)
     _log.info("audit.recovered", **dict(stats.recovered))

@@ -72,6 +72,7 @@ class Report:
         self._csv_file: IO[str] | None = None
         self._csv: Any = None
         self.rows = 0
+        self._failure: str | None = None  # why the CSV could not be written, if it failed
 
     def open(self) -> None:
         target = self.path if self.format == "csv" else _temp_path(self.path)
@@ -95,25 +96,33 @@ class Report:
         origin = call.age_origin
         age = f"{(now - origin).total_seconds() / 86400:.1f}" if origin is not None else ""
         start = call.start_time.isoformat().replace("+00:00", "Z") if call.start_time else ""
-        self._csv.writerow(
-            (
-                call.id,
-                call.agent_id,
-                agent_name,
-                call.deployment_region or "",
-                call.status,
-                start,
-                age,
-                policy,
-                outcome,
+        try:
+            self._csv.writerow(
+                (
+                    call.id,
+                    call.agent_id,
+                    agent_name,
+                    call.deployment_region or "",
+                    call.status,
+                    start,
+                    age,
+                    policy,
+                    outcome,
+                )
             )
-        )
+        except OSError as err:
+            # A report that cannot be written must not stop the run: reported by finish().
+            self._fail(err)
+            self.close()
+            return
         self.rows += 1
 
     def finish(self, stats: RunStats, context: RunContext) -> None:
         """Close the CSV, or write the JSON/Markdown totals (atomically, via a rename)."""
         if self.format == "csv":
             self.close()
+            if self._failure is not None:
+                raise ReportError(f"cannot write {self.path}: {self._failure}", where="--report")
             return
         totals = summarise(stats, context)
         text = (
@@ -131,10 +140,16 @@ class Report:
             ) from None
 
     def close(self) -> None:
-        if self._csv_file is not None:
-            self._csv_file.close()
-            self._csv_file = None
-            self._csv = None
+        handle, self._csv_file, self._csv = self._csv_file, None, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError as err:  # the last buffered rows could not be flushed
+                self._fail(err)
+
+    def _fail(self, err: OSError) -> None:
+        if self._failure is None:
+            self._failure = err.strerror or type(err).__name__
 
 
 def _temp_path(path: Path) -> Path:

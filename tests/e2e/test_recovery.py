@@ -3,6 +3,7 @@ rejected DELETE is answered by reading the call again, never by retrying it."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -117,4 +118,86 @@ def test_a_rejected_delete_reads_the_call_again(
     else:
         assert outcome["error"] == NO_LONGER_TERMINAL
         assert result.code == 1
+    assert verify_log(workspace.audit_log).intact
+
+
+class _RevokeOnRead:
+    """ASGI wrapper: the key is revoked as recovery reads its first call (after GET /agents)."""
+
+    def __init__(self, app: SandboxApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("method") == "GET" and "/calls/" in scope.get("path", ""):
+            self.app.revoke_key()
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.parametrize("open_intents", [1, 3])
+def test_credentials_refused_during_recovery_stop_with_exit_4(
+    capsys: Run, monkeypatch: pytest.MonkeyPatch, workspace: Workspace, open_intents: int
+) -> None:
+    app = SandboxApp(make_dataset(), api_key=API_KEY)
+    due = sorted(expected_deletions(app.dataset))[:open_intents]
+    with AuditLog(workspace.audit_log) as log:
+        log.append(
+            {
+                "ts": "2026-05-31T23:59:58.000Z",
+                "run_id": "killed",
+                "event": "delete_requested",
+                "call_id": call_id,
+                "agent_id": "agent_x",
+                "policy": "old-30d",
+            }
+            for call_id in due
+        )
+
+    with serve_in_thread(_RevokeOnRead(app)) as url:  # type: ignore[arg-type]
+        result = run_cli(capsys, monkeypatch, workspace, url, "--execute")
+
+    assert result.code == 4, result.err
+    assert "Traceback" not in result.err
+    assert not any(route.startswith("DELETE") for route, _s in app.stats.requests)
+    last = workspace.lines()[-1]
+    assert last["event"] == "run_finished"
+    assert last["stopped_by"] == "credentials"
+    assert last["exit_code"] == 4
+
+
+def test_a_killed_runs_delete_that_lands_late_is_still_recorded(
+    capsys: Run, monkeypatch: pytest.MonkeyPatch, workspace: Workspace
+) -> None:
+    """Killed a moment ago, the earlier run's DELETE is still on its way through the API:
+    the first read shows nothing, the redaction lands a little later. The rerun waits out
+    the settle window (its request timeout) before calling it not deleted, so the log
+    records the redaction the API made, with the API's time."""
+    app = SandboxApp(make_dataset(), api_key=API_KEY)
+    in_flight = sorted(expected_deletions(app.dataset))[0]
+    at = datetime(2026, 5, 31, 23, 59, 59, 500000, tzinfo=UTC)
+    just_now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    with AuditLog(workspace.audit_log) as log:
+        log.append(
+            [
+                {
+                    "ts": just_now,
+                    "run_id": "killed",
+                    "event": "delete_requested",
+                    "call_id": in_flight,
+                    "agent_id": "agent_x",
+                    "policy": "old-30d",
+                }
+            ]
+        )
+    lands = threading.Timer(0.4, app.dataset.redact, args=(in_flight, at))
+    with sandbox(app) as url:
+        lands.start()
+        try:
+            result = run_cli(capsys, monkeypatch, workspace, url, "--execute", "--timeout", "1.5")
+        finally:
+            lands.cancel()
+
+    assert result.code == 0, result.err
+    events = _events(workspace, in_flight)
+    assert [e["event"] for e in events] == ["delete_requested", "deleted"]
+    assert datetime.fromisoformat(events[1]["redacted_at"]) == at
     assert verify_log(workspace.audit_log).intact
