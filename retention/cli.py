@@ -287,6 +287,11 @@ def demo(workdir: Path | None) -> int:
     return run_demo(DemoOptions(workdir=workdir), click.echo)
 
 
+def _first_leaf(group: BaseExceptionGroup[UserError]) -> UserError:
+    inner = group.exceptions[0]
+    return inner if isinstance(inner, UserError) else _first_leaf(inner)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI, turn user errors into one line and exit 2."""
     try:
@@ -294,6 +299,14 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         click.echo(f"retention: error: {err}", err=True)
         sys.exit(err.exit_code)
+    except BaseExceptionGroup as group:
+        # User errors raised inside a task group: report the first one, as above.
+        users, others = group.split(UserError)
+        if users is None or others is not None:
+            raise
+        first = _first_leaf(users)
+        click.echo(f"retention: error: {first}", err=True)
+        sys.exit(first.exit_code)
     except click.exceptions.Abort:
         click.echo("retention: interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)

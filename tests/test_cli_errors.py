@@ -1,0 +1,57 @@
+"""The entry point's error mapping: one line and the error's exit code, no traceback,
+also for user errors that surface from inside a task group."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from retention.cli import cli, main
+from retention.errors import ExitCode, UserError
+
+
+@pytest.fixture
+def raising_command() -> Iterator[str]:
+    """A command on the real group that fails as concurrent code does: in a group."""
+
+    @cli.command("raise-in-group", hidden=True)
+    def _raise() -> None:
+        first = UserError("cannot read the audit log", where="audit.jsonl")
+        raise BaseExceptionGroup("tasks", [ExceptionGroup("inner", [first, UserError("x")])])
+
+    try:
+        yield "raise-in-group"
+    finally:
+        cli.commands.pop("raise-in-group")
+
+
+def test_user_errors_from_a_task_group_end_in_one_line(
+    raising_command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([raising_command])
+    assert exited.value.code == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert err == "retention: error: audit.jsonl: cannot read the audit log\n"
+
+
+def test_a_group_holding_anything_else_is_not_hidden() -> None:
+    @cli.command("raise-mixed", hidden=True)
+    def _raise() -> None:
+        raise ExceptionGroup("tasks", [UserError("x"), RuntimeError("bug")])
+
+    try:
+        with pytest.raises(ExceptionGroup):
+            main(["raise-mixed"])
+    finally:
+        cli.commands.pop("raise-mixed")
+
+
+def test_bad_flags_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--rate", "nan"])
+    assert exited.value.code == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--rate" in err
