@@ -7,6 +7,7 @@ is checked by the first request (GET /agents), before any deletion.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -298,6 +299,7 @@ async def _supervised(
             code = _exit_code(stats, control, incomplete)
             stats.exit_code = code
             stats.stop_reason = str(control.reason) if control.reason else None
+            stats.finished_unix = time.time()
             with anyio.CancelScope(shield=True):
                 await journal.write(
                     "run_finished",
