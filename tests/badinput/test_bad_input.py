@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.support import API_KEY, NOW_TEXT, Sandbox, invoke
+from tests.faults.support import API_KEY, Sandbox, invoke, run_argv
 
 BAD_POLICIES: dict[str, str] = {
     "yaml-syntax-error": "policies:\n  - name: a\n    delete_after: 3d\n   match: [\n",
@@ -54,19 +54,7 @@ Builder = Callable[[Path, str, Path], Case]
 
 
 def base(url: str, policies: Path, tmp: Path, *extra: str) -> list[str]:
-    return [
-        "run",
-        "--policies",
-        str(policies),
-        "--base-url",
-        url,
-        "--now",
-        NOW_TEXT,
-        "--audit-log",
-        str(tmp / "audit.jsonl"),
-        "--execute",
-        *extra,
-    ]
+    return run_argv(url, policies, tmp / "audit.jsonl", *extra)
 
 
 KEY = {"CARTESIA_API_KEY": API_KEY}

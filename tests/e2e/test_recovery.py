@@ -31,6 +31,22 @@ __all__ = ["workspace"]
 Run = pytest.CaptureFixture[str]
 
 
+def killed_run_intents(space: Workspace, call_ids: list[str], ts: str) -> None:
+    """What a killed run leaves behind: `delete_requested` lines with no outcome."""
+    with AuditLog(space.audit_log) as log:
+        log.append(
+            {
+                "ts": ts,
+                "run_id": "killed",
+                "event": "delete_requested",
+                "call_id": call_id,
+                "agent_id": "agent_x",
+                "policy": "old-30d",
+            }
+            for call_id in call_ids
+        )
+
+
 def _events(space: Workspace, call_id: str) -> list[dict[str, Any]]:
     return [line for line in space.lines() if line.get("call_id") == call_id]
 
@@ -43,18 +59,9 @@ def test_open_intents_of_a_killed_run_are_resolved_from_the_api(
     done_by_api, never_sent = due[0], due[1]
     at = datetime(2026, 5, 31, 23, 59, 59, 123456, tzinfo=UTC)
     app.dataset.redact(done_by_api, at)  # the killed run's DELETE went through
-    with AuditLog(workspace.audit_log) as log:  # what the killed run had written
-        log.append(
-            {
-                "ts": "2026-05-31T23:59:58.000Z",
-                "run_id": "killed",
-                "event": "delete_requested",
-                "call_id": call_id,
-                "agent_id": "agent_x",
-                "policy": "old-30d",
-            }
-            for call_id in (done_by_api, never_sent, "call_unknown")
-        )
+    killed_run_intents(
+        workspace, [done_by_api, never_sent, "call_unknown"], "2026-05-31T23:59:58.000Z"
+    )
 
     with sandbox(app) as url:
         result = run_cli(capsys, monkeypatch, workspace, url, "--execute")
@@ -175,19 +182,7 @@ def test_a_killed_runs_delete_that_lands_late_is_still_recorded(
     in_flight = sorted(expected_deletions(app.dataset))[0]
     at = datetime(2026, 5, 31, 23, 59, 59, 500000, tzinfo=UTC)
     just_now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    with AuditLog(workspace.audit_log) as log:
-        log.append(
-            [
-                {
-                    "ts": just_now,
-                    "run_id": "killed",
-                    "event": "delete_requested",
-                    "call_id": in_flight,
-                    "agent_id": "agent_x",
-                    "policy": "old-30d",
-                }
-            ]
-        )
+    killed_run_intents(workspace, [in_flight], just_now)
     lands = threading.Timer(0.4, app.dataset.redact, args=(in_flight, at))
     with sandbox(app) as url:
         lands.start()
