@@ -317,7 +317,8 @@ async def _supervised(
 def _exit_code(stats: RunStats, control: RunControl, incomplete: bool) -> int:
     if control.reason is not None:
         return STOP_EXIT_CODES[control.reason]
-    if incomplete or stats.outcomes["failed"] or stats.agents_failed:
+    unsettled = stats.outcomes["failed"] or stats.outcomes["unconfirmed"]
+    if incomplete or unsettled or stats.agents_failed:
         return ExitCode.SOME_FAILED
     return ExitCode.OK
 

@@ -43,8 +43,21 @@ Handler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Calla
 
 # Closed sets from RunStats, always exported (as 0 when absent) so that alert
 # expressions never meet a missing series.
-OUTCOMES: Final = ("deleted", "already_redacted", "not_found", "failed", "would_delete")
-SKIP_REASONS: Final = ("not_terminal", "already_redacted", "no_timestamp", "zdr")
+OUTCOMES: Final = (
+    "deleted",
+    "already_redacted",
+    "not_found",
+    "failed",
+    "unconfirmed",
+    "would_delete",
+)
+SKIP_REASONS: Final = (
+    "not_terminal",
+    "already_redacted",
+    "no_timestamp",
+    "zdr",
+    "invalid_id",
+)
 KEEP_REASONS: Final = ("held", "no_deletion_rule", "not_yet_due")
 
 

@@ -23,9 +23,9 @@ from retention.api.errors import (
     ApiError,
     AuthError,
     NotFound,
-    Rejected,
     RetriesExhausted,
 )
+from retention.api.ids import id_problem, is_valid_id
 from retention.api.models import Agent, Call
 from retention.log import get_logger
 from retention.policy.decision import Action
@@ -41,6 +41,7 @@ _log = get_logger(__name__)
 
 LISTING_TASKS: Final = 4
 NO_LONGER_TERMINAL: Final = "not deleted: the call is no longer terminal"
+INVALID_ID: Final = "invalid_id"  # skip reason: an id that may not go into a URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,8 @@ class Outcome:
 
 
 UNKNOWN: Final = Outcome(None, {})
+# Counted (not written) when a DELETE's result could not be learnt: its intent stays open.
+UNCONFIRMED: Final = "unconfirmed"
 
 
 def describe_failure(err: ApiError) -> str:
@@ -144,6 +147,11 @@ class Pipeline:
     ) -> None:
         async with agents, calls:
             async for agent in agents:
+                if not is_valid_id(agent.id):
+                    # Its id cannot go into a URL: its calls stay unlisted, and the run says so.
+                    self.stats.agents_failed += 1
+                    _log.error("run.agent_skipped", reason=f"agent id {id_problem(agent.id)}")
+                    continue
                 try:
                     async for call in self.client.iter_calls(agent.id):
                         await self._consider(agent, call, calls)
@@ -162,6 +170,11 @@ class Pipeline:
     ) -> None:
         stats = self.stats
         stats.scanned += 1
+        if not is_valid_id(call.id):
+            # Never put it into a URL: kept, counted and named (by agent, not by its id).
+            stats.skipped[INVALID_ID] += 1
+            _log.warning("run.invalid_call_id", agent_id=agent.id, problem=id_problem(call.id))
+            return
         decision = decide(self.policies, call, self.now, agent_name=agent.name or None)
         if decision.action is Action.SKIP:
             stats.skipped[decision.reason.value] += 1
@@ -209,10 +222,6 @@ class Pipeline:
             outcome = await self._send_delete(work.call)
         except RunStopped:
             outcome = Outcome.failed("not sent: the run stopped") if not tracker.sent else UNKNOWN
-        except AuthError as err:
-            self.control.stop(StopReason.CREDENTIALS)
-            # A refused retry may follow an attempt that took effect: then we cannot know.
-            outcome = Outcome.failed(describe_failure(err)) if not err.resent else UNKNOWN
         finally:
             current_send.reset(token)
         if outcome.event is None:
@@ -221,55 +230,56 @@ class Pipeline:
                 call_id=work.call.id,
                 hint="left open in the audit log; the next run asks the API and records it",
             )
-            self._record(work, "failed")
+            self._record(work, UNCONFIRMED)
             return
         await self.journal.write(outcome.event, {**keys, **outcome.extra}, durable=False)
         self._record(work, outcome.event)
 
     async def _send_delete(self, call: Call) -> Outcome:
+        """The outcome table (README, "What a DELETE's answer means"): only a 2xx carrying
+        this call with `redacted_at` settles a DELETE; any other answer, or no answer, is
+        settled by reading the call. A 404 is read again too: a 404 that hid a redaction
+        would lose its record, and one GET per vanished call is cheap."""
         try:
             answer = await self.client.delete_call(call.id)
-        except NotFound:
-            return Outcome("not_found", {})
-        except Rejected as err:
-            return await self._after_rejection(call, err)
-        except RetriesExhausted as err:
-            # An earlier attempt may have redacted it (resent): ask before calling it failed.
-            uncertain = err.resent
-            return await self._confirm(call, "deleted", describe_failure(err), uncertain)
-        except (AuthError, RunStopped):
-            raise
+        except NotFound as err:
+            return await self._confirm(call, describe_failure(err), reached=True)
+        except AuthError as err:
+            self.control.stop(StopReason.CREDENTIALS)
+            return await self._confirm(call, describe_failure(err), may_have_reached(err))
         except ApiError as err:
-            return Outcome.failed(describe_failure(err))
-        if answer.redacted_at is not None:
+            return await self._confirm(call, describe_failure(err), may_have_reached(err))
+        if answer.redacted_at is not None and answer.id == call.id:
             return Outcome.redacted("deleted", answer)
-        return await self._confirm(call, "deleted", "answered without redacted_at", True)
+        cause = "answered without redacted_at" if answer.id == call.id else "answered another call"
+        return await self._confirm(call, cause, reached=True)
 
-    async def _after_rejection(self, call: Call, err: Rejected) -> Outcome:
-        """400/409/422: already redacted, or no longer terminal? Read the call; never retry."""
-        # If an earlier attempt of ours may have gone through, the redaction is ours.
-        event = "deleted" if err.resent else "already_redacted"
-        failure = f"rejected by the API (HTTP {err.status})"
-        return await self._confirm(call, event, failure, err.resent)
-
-    async def _confirm(
-        self, call: Call, redacted_event: str, failure: str, uncertain: bool
-    ) -> Outcome:
-        """Read the call again to learn what the API did. `uncertain`: the DELETE may have
-        taken effect, so a call we cannot read is left open rather than called failed."""
+    async def _confirm(self, call: Call, cause: str, reached: bool) -> Outcome:
+        """Read the call to learn what the API did. `reached`: a DELETE of ours may have
+        reached the server, so a redaction seen now is ours. A call that cannot be read
+        leaves the intent open: the next run's recovery asks again."""
         try:
             fresh = await self.client.get_call(call.id)
         except NotFound:
             return Outcome("not_found", {})
-        except (AuthError, RunStopped, ApiError) as err:
-            if isinstance(err, AuthError):
-                self.control.stop(StopReason.CREDENTIALS)
-            return UNKNOWN if uncertain else Outcome.failed(failure)
+        except AuthError:
+            self.control.stop(StopReason.CREDENTIALS)
+            return UNKNOWN
+        except (RunStopped, ApiError):
+            return UNKNOWN
+        if fresh.id != call.id:
+            return UNKNOWN  # an answer about another call says nothing about this one
         if fresh.redacted_at is not None:
-            return Outcome.redacted(redacted_event, fresh)
+            return Outcome.redacted("deleted" if reached else "already_redacted", fresh)
         if not fresh.terminal:
             return Outcome.failed(NO_LONGER_TERMINAL)
-        return Outcome.failed(failure)
+        return Outcome.failed(cause)
+
+
+def may_have_reached(err: ApiError) -> bool:
+    """Whether any DELETE attempt behind `err` may have reached the server: every HTTP
+    answer did, and so did any failure after the request may have been written."""
+    return bool(getattr(err, "may_have_taken_effect", True))
 
 
 def run_counts(stats: RunStats) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import msgspec
 
 from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
+from retention.api.ids import is_valid_id
 from retention.log import get_logger
 from retention.run.audit import OpenIntent
 from retention.run.control import RunStopped
@@ -33,6 +34,7 @@ from retention.run.stats import RunStats
 
 _log = get_logger(__name__)
 
+INVALID_ID: Final = "not deleted: invalid id (it may not go into a URL)"
 NOT_DELETED: Final = "not deleted: the run that requested it stopped before the API confirmed"
 
 
@@ -81,6 +83,12 @@ async def recover(
     async def resolve(intent: OpenIntent) -> None:
         nonlocal unresolved, refused
         keys = {"call_id": intent.call_id, "agent_id": intent.agent_id, "policy": intent.policy}
+        if not is_valid_id(intent.call_id):
+            # It was never sent (no request carries such an id): close it, or every later
+            # run would stop on it.
+            await journal.write("failed", {**keys, "error": INVALID_ID})
+            stats.recovered["invalid_id"] += 1
+            return
         try:
             call = await client.get_call(intent.call_id)
             if call.redacted_at is None:
@@ -100,6 +108,10 @@ async def recover(
         except ApiError as err:
             unresolved += 1
             _log.warning("audit.recovery_failed", error=type(err).__name__, status=err.status)
+            return
+        if call.id != intent.call_id:
+            unresolved += 1  # an answer about another call says nothing about this one
+            _log.warning("audit.recovery_failed", error="the API answered another call")
             return
         if call.redacted_at is not None:
             await journal.write("deleted", {**keys, "redacted_at": api_timestamp(call.redacted_at)})

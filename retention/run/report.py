@@ -35,7 +35,14 @@ CSV_HEADER: Final = (
     "outcome",
 )
 _FORMATS: Final[Mapping[str, ReportFormat]] = {".csv": "csv", ".json": "json", ".md": "md"}
-OUTCOME_ORDER: Final = ("would_delete", "deleted", "already_redacted", "not_found", "failed")
+OUTCOME_ORDER: Final = (
+    "would_delete",
+    "deleted",
+    "already_redacted",
+    "not_found",
+    "failed",
+    "unconfirmed",
+)
 
 
 class ReportError(UserError):

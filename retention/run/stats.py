@@ -18,7 +18,8 @@ class RunStats:
     agents: int = 0
     scanned: int = 0  # calls listed
     due: int = 0  # calls the policies select for deletion
-    # outcome -> count: deleted, already_redacted, not_found, failed, would_delete
+    # outcome -> count: deleted, already_redacted, not_found, failed, would_delete, and
+    # unconfirmed (sent, but what the API did is unknown: the intent stays open)
     outcomes: Counter[str] = field(default_factory=Counter)
     # skip reason -> count: not_terminal, already_redacted, no_timestamp, zdr
     skipped: Counter[str] = field(default_factory=Counter)

@@ -257,6 +257,20 @@ def test_credentials_refused_mid_run_stop_at_once_with_exit_4(
     lines = workspace.lines()
     assert lines[-1]["event"] == "run_finished"
     assert lines[-1]["stopped_by"] == "credentials"
+    # A DELETE answered 401 cannot be confirmed (the GET would be refused too): its
+    # intent stays open, never `failed`; with the key back, the next run settles it.
+    refused_deletes = sum(
+        n for (r, status), n in app.stats.requests.items() if status == 401 and "DELETE" in r
+    )
+    opened = {line["call_id"] for line in lines if line["event"] == "delete_requested"}
+    settled = {line["call_id"] for line in lines if "call_id" in line} - opened
+    assert not settled
+    outcomes = [line for line in lines if line["event"] in ("failed", "deleted", "not_found")]
+    assert len(opened) - len(outcomes) == refused_deletes
+    app.restore_key()
+    with serve_in_thread(app) as url:
+        again = run_cli(capsys, monkeypatch, workspace, url, "--execute")
+    assert again.code == 0, again.err
     assert verify_log(workspace.audit_log).intact  # every intent got its outcome
 
 
