@@ -44,7 +44,14 @@ Handler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Calla
 # Closed sets from RunStats, always exported (as 0 when absent) so that alert
 # expressions never meet a missing series.
 OUTCOMES: Final = ("deleted", "already_redacted", "not_found", "failed", "would_delete")
-SKIP_REASONS: Final = ("not_terminal", "already_redacted", "no_timestamp", "zdr")
+SKIP_REASONS: Final = (
+    "inconsistent",
+    "not_terminal",
+    "already_redacted",
+    "no_timestamp",
+    "zdr",
+    "unclear_metadata",
+)
 KEEP_REASONS: Final = ("held", "no_deletion_rule", "not_yet_due")
 
 
