@@ -8,7 +8,7 @@ from typing import Final
 
 from yaml import MappingNode, Node, ScalarNode, SequenceNode
 
-from retention.policy.canonical import YAML11_BOOLEANS, canonical_text, is_numeral
+from retention.policy.canonical import YAML11_BOOLEANS, canonical_text
 from retention.policy.problems import Problems
 
 _TAG = "tag:yaml.org,2002:"
@@ -24,6 +24,7 @@ _KIND_WORDS: Final = {
     INT_TAG: "a number",
     FLOAT_TAG: "a number",
 }
+_DECIMAL: Final = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _LEADING_ZERO: Final = re.compile(r"[-+]?0[0-9]+")  # octal in YAML 1.1
 GLOB_CHARS: Final = frozenset("*?[")
 
@@ -71,7 +72,7 @@ def metadata_problem(node: ScalarNode) -> str | None:
     if node.style or node.tag not in (INT_TAG, FLOAT_TAG):
         return None
     value: str = node.value
-    if not is_numeral(value) or _LEADING_ZERO.fullmatch(value):
+    if not _DECIMAL.fullmatch(value) or _LEADING_ZERO.fullmatch(value):
         return (
             f"`{value}` unquoted is a number in YAML 1.1 notation that is not a plain decimal; "
             f'write the number in decimal, or `"{value}"` in quotes for the text'
