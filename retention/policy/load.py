@@ -355,6 +355,8 @@ def _parse_policy(node: Node, index: int, problems: Problems) -> _Entry:
     name: str | None = None
     if name_entry is None:
         problems.add(node, "missing; every policy needs a unique name", policy=label, field="name")
+    elif (refused := yaml11_problem(name_entry)) is not None:
+        problems.add(name_entry, refused, policy=label, field="name")
     elif not is_text(name_entry):
         problems.add(
             name_entry,
@@ -362,8 +364,6 @@ def _parse_policy(node: Node, index: int, problems: Problems) -> _Entry:
             policy=label,
             field="name",
         )
-    elif (refused := yaml11_problem(name_entry)) is not None:
-        problems.add(name_entry, refused, policy=label, field="name")
     elif not _NAME.fullmatch(str(name_entry.value)):
         problems.add(
             name_entry,
