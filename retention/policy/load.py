@@ -114,15 +114,17 @@ def load_policies(paths: Sequence[Path], ignored: list[Path] | None = None) -> P
             _log.warning("policy.ignored_entry", path=str(path), hint=ignored_message(path))
     documents: list[tuple[str, str]] = []
     sources: list[PolicySource] = []
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for path in files:
-        if path.resolve() in seen:
+        read = _read(path, problems)
+        if read is None:
+            continue
+        text, digest, identity = read
+        if identity in seen:
             continue  # the same file named twice (e.g. a directory and one of its files)
-        seen.add(path.resolve())
-        text = _read(path, problems)
-        if text is not None:
-            documents.append((str(path), text[0]))
-            sources.append(PolicySource(str(path), text[1]))
+        seen.add(identity)
+        documents.append((str(path), text))
+        sources.append(PolicySource(str(path), digest))
     if problems and not documents:
         raise PolicyError(problems)
     try:
@@ -154,8 +156,9 @@ def _scan(directory: Path, problems: list[Problem], ignored: list[Path]) -> list
     return found
 
 
-def _read(path: Path, problems: list[Problem]) -> tuple[str, str] | None:
-    """(text, sha256 hex) of a file, or None after reporting why it cannot be read."""
+def _read(path: Path, problems: list[Problem]) -> tuple[str, str, tuple[int, int]] | None:
+    """(text, sha256 hex, (device, inode)) of a file, or None after reporting why it
+    cannot be read. Only a file actually read is ever taken for another one."""
     where = str(path)
     try:
         fd = os.open(path, _OPEN_FLAGS)
@@ -172,7 +175,8 @@ def _read(path: Path, problems: list[Problem]) -> tuple[str, str] | None:
             problems.append(Problem(where, None, f"cannot read: {err.strerror or err}"))
         return None
     try:
-        mode = os.fstat(fd).st_mode
+        status = os.fstat(fd)
+        mode = status.st_mode
         if stat.S_ISDIR(mode):
             problems.append(
                 Problem(
@@ -202,7 +206,7 @@ def _read(path: Path, problems: list[Problem]) -> tuple[str, str] | None:
         line = data.count(b"\n", 0, err.start) + 1
         problems.append(Problem(where, line, "not UTF-8 text"))
         return None
-    return text, hashlib.sha256(data).hexdigest()
+    return text, hashlib.sha256(data).hexdigest(), (status.st_dev, status.st_ino)
 
 
 @dataclass(frozen=True, slots=True)
