@@ -107,11 +107,6 @@ def load_policies(paths: Sequence[Path], ignored: list[Path] | None = None) -> P
             files.extend(_scan(path, problems, skipped))
         else:
             files.append(path)  # whatever it is: `_read` says why it cannot be read
-    if ignored is not None:
-        ignored.extend(skipped)
-    else:
-        for path in skipped:
-            _log.warning("policy.ignored_entry", path=str(path), hint=ignored_message(path))
     documents: list[tuple[str, str]] = []
     sources: list[PolicySource] = []
     seen: set[tuple[int, int]] = set()
@@ -125,6 +120,21 @@ def load_policies(paths: Sequence[Path], ignored: list[Path] | None = None) -> P
         seen.add(identity)
         documents.append((str(path), text))
         sources.append(PolicySource(str(path), digest))
+    if ignored is not None:
+        ignored.extend(skipped)  # the caller shows them, whether the set loads or not
+    policy_set = _compile(problems, documents, sources)
+    if ignored is None:
+        # Logged once the set loads: a set that does not load is an error anyway (and a
+        # directory without policy files names what it holds in its problem).
+        for path in skipped:
+            _log.warning("policy.ignored_entry", path=str(path), hint=ignored_message(path))
+    return policy_set
+
+
+def _compile(
+    problems: list[Problem], documents: list[tuple[str, str]], sources: list[PolicySource]
+) -> PolicySet:
+    """The set, or PolicyError with the loading problems and the parsing ones together."""
     if problems and not documents:
         raise PolicyError(problems)
     try:
@@ -146,11 +156,14 @@ def _scan(directory: Path, problems: list[Problem], ignored: list[Path]) -> list
     found = [directory / name for name in names if is_policy_name(name)]
     ignored.extend(directory / n for n in names if not n.startswith(".") and not is_policy_name(n))
     if not found:
+        others = [n for n in names if not n.startswith(".")]
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         problems.append(
             Problem(
                 str(directory),
                 None,
-                "no *.yaml or *.yml files in this directory (subdirectories are not read)",
+                "no *.yaml or *.yml files in this directory (subdirectories are not read)"
+                + (f"; it holds {shown}" if others else ""),
             )
         )
     return found
