@@ -29,12 +29,12 @@ def policy_engine(sizes: Sizes, tmp: Path) -> Figure:
     started = time.process_time()
     for _ in range(rounds):
         for call, name in pool:
-            decide(policy_set, call, now, name)
+            decide(policy_set, call, now, call.agent_id, name)
     for call, name in pool[:rest]:
-        decide(policy_set, call, now, name)
+        decide(policy_set, call, now, call.agent_id, name)
     seconds = time.process_time() - started
     for call, name in pool:
-        action = str(decide(policy_set, call, now, name).action)
+        action = str(decide(policy_set, call, now, call.agent_id, name).action)
         actions[action] = actions.get(action, 0) + 1
     scaled = seconds * 1_000_000 / sizes.engine_decisions
     mix = ", ".join(f"{k} {v / len(pool):.0%}" for k, v in sorted(actions.items()))

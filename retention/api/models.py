@@ -8,7 +8,7 @@ The sandbox encodes with the same models, so both sides agree on one schema.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -34,7 +34,9 @@ END_REASONS: Final = (
     "error",
 )
 
-MetadataValue = str | int | float | bool | None
+# Any JSON value decodes, so that one odd value never fails a page. The policies
+# compare scalars only: null is no value, and a list or an object matches nothing.
+MetadataValue = str | int | float | bool | list[Any] | dict[str, Any] | None
 
 
 class TelephonyParams(msgspec.Struct, frozen=True):

@@ -15,15 +15,20 @@ import click
 from retention.api.models import Call
 from retention.errors import ExitCode, UserError
 from retention.policy.describe import describe_policy, explain_lines, warnings
-from retention.policy.load import PolicyError, load_policies
+from retention.policy.load import PolicyError, ignored_message, load_policies
+from retention.policy.match import Listed
 from retention.settings import parse_now, resolve_api_key, resolve_base_url
 
 
 def validate_command(paths: Sequence[Path]) -> int:
-    """Print every policy in plain words and any warnings; exit 2 listing all problems."""
+    """Print every policy in plain words and any warnings; exit 2 listing all problems.
+    Directory entries that are not read are warned about either way."""
+    ignored: list[Path] = []
     try:
-        policy_set = load_policies(paths)
+        policy_set = load_policies(paths, ignored)
     except PolicyError as err:
+        for path in ignored:
+            click.echo(f"warning: {ignored_message(path)}", err=True)
         for problem in err.problems:
             click.echo(str(problem), err=True)
         count = len(err.problems)
@@ -34,7 +39,7 @@ def validate_command(paths: Sequence[Path]) -> int:
     click.echo("")
     for policy in policy_set.policies:
         click.echo("\n".join(describe_policy(policy)))
-    found = warnings(policy_set)
+    found = [ignored_message(path) for path in ignored] + warnings(policy_set)
     if found:
         click.echo("")
         for warning in found:
@@ -59,26 +64,39 @@ def explain_command(
 ) -> int:
     """Fetch one call and show how every policy sees it, and the final decision."""
     instant = parse_now(now)
-    policy_set = load_policies(policy_paths)  # bad policies: exit 2 before any request
+    ignored: list[Path] = []
+    policy_set = load_policies(policy_paths, ignored)  # bad policies: exit 2 before any request
+    for path in ignored:
+        click.echo(f"warning: {ignored_message(path)}", err=True)
     key = resolve_api_key(api_key_file)
     url = resolve_base_url(base_url)
-    call, agent_name = anyio.run(_fetch, url, key, call_id)
-    click.echo("\n".join(explain_lines(policy_set, call, instant, agent_name)))
+    call, listed, note = anyio.run(_fetch, url, key, call_id)
+    lines = explain_lines(policy_set, call, instant, listed)
+    click.echo("\n".join([*lines[:2], f"            {note}", *lines[2:]]))
     return ExitCode.OK
 
 
-async def _fetch(base_url: str, api_key: str, call_id: str) -> tuple[Call, str | None]:
-    """The call, and its agent's name from GET /agents when the call has none."""
+async def _fetch(base_url: str, api_key: str, call_id: str) -> tuple[Call, Listed, str]:
+    """The call; the agent a run lists it under (the one its `agent_id` names, with
+    the agent's current name from GET /agents); and a note saying how it was found."""
     from retention.api.client import CartesiaClient
     from retention.api.errors import ApiError, AuthError, NotFound
 
     try:
         async with CartesiaClient(base_url=base_url, api_key=api_key) as client:
             call = await client.get_call(call_id)
-            if call.agent_name is not None:
-                return call, None
+            if not call.agent_id:
+                # A run decides the call under the agent it lists it for, which the call
+                # does not name: judge it as a call of no known agent (never by agent rules).
+                note = "(the call names no agent_id: judged as listed under no known agent)"
+                return call, Listed(""), note
             agents = await client.list_agents()
-            return call, next((a.name for a in agents if a.id == call.agent_id and a.name), None)
+            agent = next((a for a in agents if a.id == call.agent_id), None)
+            if agent is None:
+                note = "(the agent the call's agent_id names is not in GET /agents: no name)"
+                return call, Listed(call.agent_id), note
+            note = "(the agent the call's agent_id names, with its name from GET /agents)"
+            return call, Listed(agent.id, agent.name or None), note
     except NotFound:
         raise UserError(f"no call with id {call_id}", where="explain") from None
     except AuthError as err:

@@ -17,10 +17,13 @@ class Reason(enum.StrEnum):
     HELD = "held"  # keep: a deletion rule is due but a retention rule still holds the call
     NO_DELETION_RULE = "no_deletion_rule"  # keep: no deletion rule matches
     NOT_YET_DUE = "not_yet_due"  # keep: deletion rules match, none is due yet
-    NOT_TERMINAL = "not_terminal"  # skip: status is not completed/failed
+    INCONSISTENT = "inconsistent"  # skip: the call's agent_id is not the agent it was listed under
+    NOT_TERMINAL = "not_terminal"  # skip: status is not exactly completed or failed
     ALREADY_REDACTED = "already_redacted"  # skip: redacted_at is set
     ZDR = "zdr"  # skip: zero data retention, nothing sensitive was kept
     NO_TIMESTAMP = "no_timestamp"  # skip: neither start_time nor end_time
+    # skip: a metadata key a retention rule names holds a list or an object (not a scalar)
+    UNCLEAR_METADATA = "unclear_metadata"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +38,10 @@ class Decision:
     held_by: str | None = None
 
 
+SKIP_INCONSISTENT = Decision(Action.SKIP, Reason.INCONSISTENT)
 SKIP_NOT_TERMINAL = Decision(Action.SKIP, Reason.NOT_TERMINAL)
 SKIP_ALREADY_REDACTED = Decision(Action.SKIP, Reason.ALREADY_REDACTED)
 SKIP_ZDR = Decision(Action.SKIP, Reason.ZDR)
 SKIP_NO_TIMESTAMP = Decision(Action.SKIP, Reason.NO_TIMESTAMP)
+SKIP_UNCLEAR_METADATA = Decision(Action.SKIP, Reason.UNCLEAR_METADATA)
 KEEP_NO_DELETION_RULE = Decision(Action.KEEP, Reason.NO_DELETION_RULE)

@@ -14,6 +14,7 @@ from retention.api.models import Call
 from retention.policy.decision import Decision, Reason
 from retention.policy.durations import words
 from retention.policy.engine import age_of, decide
+from retention.policy.match import Listed
 from retention.policy.model import Kind, Policy, PolicySet
 
 _UNIT_WORDS = {"h": "hour", "d": "day", "w": "week"}
@@ -124,14 +125,14 @@ class PolicyVerdict:
 
 
 def verdicts(
-    policy_set: PolicySet, call: Call, now: datetime, agent_name: str | None
+    policy_set: PolicySet, call: Call, now: datetime, listed: Listed
 ) -> list[PolicyVerdict]:
     age = age_of(call, now)
     found = []
     for policy in policy_set.policies:
-        failed = policy.first_mismatch(call, agent_name)
+        failed = policy.first_mismatch(call, listed)
         if failed is not None:
-            found.append(PolicyVerdict(policy, False, failed.mismatch(call, agent_name)))
+            found.append(PolicyVerdict(policy, False, failed.mismatch(call, listed)))
             continue
         found.append(PolicyVerdict(policy, True, _state(policy, age)))
     return found
@@ -148,9 +149,14 @@ def _state(policy: Policy, age: float | None) -> str:
     return f"holds it (for {age_words(left)} more)" if left > 0 else "no longer holds it"
 
 
-def decision_words(decision: Decision, call: Call) -> str:
+def decision_words(decision: Decision, call: Call, listed: Listed) -> str:
     credited, holder = decision.credited_policy, decision.held_by
     match decision.reason:
+        case Reason.INCONSISTENT:
+            return (
+                f"SKIP: the call says agent {call.agent_id}, but belongs to the agent it is "
+                f"listed under ({listed.agent_id}): inconsistent, never deleted"
+            )
         case Reason.DUE:
             return f"DELETE: {credited} is due and no retention rule holds the call"
         case Reason.HELD:
@@ -160,23 +166,30 @@ def decision_words(decision: Decision, call: Call) -> str:
         case Reason.NO_DELETION_RULE:
             return "KEEP: no deletion rule matches this call"
         case Reason.NOT_TERMINAL:
-            return f"SKIP: status {call.status or '(none)'} is not completed or failed"
+            return f"SKIP: status {call.status or '(none)'!r} is not exactly completed or failed"
         case Reason.ALREADY_REDACTED:
             return "SKIP: already redacted"
         case Reason.ZDR:
             return "SKIP: zero data retention (zdr_enabled), nothing sensitive to delete"
         case Reason.NO_TIMESTAMP:
             return "SKIP: no start_time or end_time, so the call has no age"
+        case Reason.UNCLEAR_METADATA:
+            return (
+                "SKIP: a metadata key a retention rule names is a list or an object, so "
+                "whether the rule holds the call is unclear"
+            )
 
 
-def explain_lines(
-    policy_set: PolicySet, call: Call, now: datetime, agent_name: str | None = None
-) -> list[str]:
-    """The full explanation of one call's decision, without any sensitive field."""
-    name = call.agent_name or agent_name
+def explain_lines(policy_set: PolicySet, call: Call, now: datetime, listed: Listed) -> list[str]:
+    """The full explanation of one call's decision, as a run listing the call under the
+    agent `listed` would decide it, without any sensitive field."""
     lines = [
         f"call {call.id}",
-        f"  agent     {call.agent_id}" + (f" ({name})" if name else ""),
+        f"  listed    under agent {listed.agent_id or '(unknown)'}"
+        + (f" ({listed.agent_name})" if listed.agent_name else ""),
+        f"  agent     {call.agent_id or '(none)'}"
+        + (f" ({call.agent_name})" if call.agent_name else "")
+        + " (as the call says)",
         f"  status    {call.status or '(none)'}",
         f"  region    {call.deployment_region or '(none)'}",
         f"  zdr       {'yes' if call.zdr_enabled else 'no'}",
@@ -190,9 +203,10 @@ def explain_lines(
         else "  age       unknown: no start_time or end_time"
     )
     lines.append("")
-    lines.extend(_table(verdicts(policy_set, call, now, agent_name)))
+    lines.extend(_table(verdicts(policy_set, call, now, listed)))
     lines.append("")
-    lines.append("decision: " + decision_words(decide(policy_set, call, now, agent_name), call))
+    decision = decide(policy_set, call, now, listed.agent_id, listed.agent_name)
+    lines.append("decision: " + decision_words(decision, call, listed))
     return lines
 
 

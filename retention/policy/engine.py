@@ -1,6 +1,9 @@
-"""The decision engine: a pure function of (policies, call, now) — no I/O, no clock.
+"""The decision engine: a pure function of (policies, call, now, listed agent) — no
+I/O, no clock.
 
-A call is deleted only when it is terminal and not redacted, a matching
+A call is judged as a call of the agent it was listed under: one whose own
+`agent_id` names another agent is skipped (`inconsistent`). A call is deleted
+only when its status is exactly `completed` or `failed`, it is not redacted, a matching
 `delete_after` rule is due (age >= duration) and no matching `retain_for` rule
 still holds it (age < duration, or forever). Age runs from `start_time`, else
 `end_time`; a call in the future is never due.
@@ -12,19 +15,20 @@ from datetime import UTC, datetime
 
 from retention.api.models import Call
 from retention.policy.decision import Action, Decision, Reason
+from retention.policy.match import Listed
 from retention.policy.model import PolicySet
 
-__all__ = ["Action", "Decision", "Reason", "age_of", "decide"]
+__all__ = ["Action", "Decision", "Listed", "Reason", "age_of", "decide"]
 
 
 def decide(
-    policies: PolicySet, call: Call, now: datetime, agent_name: str | None = None
+    policies: PolicySet, call: Call, now: datetime, agent_id: str, agent_name: str | None
 ) -> Decision:
-    """Decide one call. `agent_name` is the agent's name from GET /agents, used when the
-    call's own `agent_name` is null (agents match by id or by name)."""
+    """Decide one call listed under the agent `agent_id`, whose current name (from
+    GET /agents) is `agent_name` (None or "" when it has none)."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    return policies.index.decide(call, now, agent_name)
+    return policies.index.decide(call, now, Listed(agent_id, agent_name or None))
 
 
 def age_of(call: Call, now: datetime) -> float | None:

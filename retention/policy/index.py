@@ -1,7 +1,7 @@
 """The compiled form of a policy set that makes `decide` cheap.
 
-Each part of a call that conditions look at (agent, region, status, one metadata
-key) is a dimension: a memo from the call's value there to the bitmask of the
+Each part of a call that conditions look at (the agent's four names, region,
+status, one metadata key) is a dimension: a memo from the call's value there to the bitmask of the
 policies that value satisfies. A call's matching policies are the AND of a few
 masks, and each distinct mask's outcome (shortest deletion, longest retention,
 the pre-built decisions) is computed once. Memos are bounded: they are cleared
@@ -15,11 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Generic, TypeVar
 
 from retention.api.models import TERMINAL_STATUSES, Call
+from retention.policy.canonical import canonical_text, is_unclear
 from retention.policy.decision import (
     KEEP_NO_DELETION_RULE,
     SKIP_ALREADY_REDACTED,
+    SKIP_INCONSISTENT,
     SKIP_NO_TIMESTAMP,
     SKIP_NOT_TERMINAL,
+    SKIP_UNCLEAR_METADATA,
     SKIP_ZDR,
     Action,
     Decision,
@@ -28,6 +31,8 @@ from retention.policy.decision import (
 from retention.policy.match import (
     AgentsCondition,
     Condition,
+    Identity,
+    Listed,
     MetadataCondition,
     RegionsCondition,
     StatusesCondition,
@@ -108,14 +113,14 @@ def _all_of(tests: tuple[Callable[[K], bool], ...]) -> Callable[[K], bool]:
     return lambda value: all(test(value) for test in tests)
 
 
-def _agent_test(condition: Condition) -> Callable[[tuple[str, str | None]], bool]:
+def _agent_test(condition: Condition) -> Callable[[Identity], bool]:
     assert isinstance(condition, AgentsCondition)
-    return lambda agent: condition.matches_agent(agent[0], agent[1])
+    return condition.matches_identity
 
 
 def _region_test(condition: Condition) -> Callable[[str | None], bool]:
     assert isinstance(condition, RegionsCondition)
-    return condition.regions.__contains__
+    return condition.matches_region
 
 
 def _status_test(condition: Condition) -> Callable[[str], bool]:
@@ -124,8 +129,11 @@ def _status_test(condition: Condition) -> Callable[[str], bool]:
 
 
 def _metadata_test(condition: Condition) -> Callable[[str], bool]:
+    """On a canonical text, or on an API string (canonical_text is idempotent, so a
+    memo keyed by both agrees)."""
     assert isinstance(condition, MetadataCondition)
-    return condition.globs
+    globs = condition.globs
+    return lambda text: globs(canonical_text(text))
 
 
 class PolicyIndex:
@@ -142,6 +150,18 @@ class PolicyIndex:
         )
         self._metadata: list[tuple[str, _Dimension[str]]] = []
         self._no_metadata = self._all  # the mask for a call with null metadata
+        # Keys a retention rule names: a list or an object there leaves the call unclear.
+        self._held_keys = tuple(
+            sorted(
+                {
+                    c.name
+                    for p in policies
+                    if p.kind == Kind.RETAIN
+                    for c in p.conditions
+                    if isinstance(c, MetadataCondition)
+                }
+            )
+        )
         for key in keys:
             dim = _dimension(policies, f"metadata.{key}", _metadata_test)
             assert dim is not None
@@ -152,14 +172,19 @@ class PolicyIndex:
     def matching(self, mask: int) -> list[Policy]:
         return [p for i, p in enumerate(self._policies) if mask >> i & 1]
 
-    def mask(self, call: Call, agent_name: str | None) -> int:
+    def mask(self, call: Call, listed: Listed) -> int:
         """The bitmask of the policies whose every condition the call meets."""
         # Memo lookups are inlined: this runs once per call listed.
         mask = self._all
         agents = self._agents
         if agents is not None:
-            # An empty agent_name is no name: fall back to GET /agents, as conditions do.
-            agent = (call.agent_id, call.agent_name or agent_name)
+            # All four names: a retention rule needs any to match, a deletion rule all.
+            agent = (
+                listed.agent_id,
+                listed.agent_name or "",
+                call.agent_id or "",
+                call.agent_name or "",
+            )
             found = agents.memo.get(agent)
             mask &= agents.compute(agent) if found is None else found
         regions = self._regions
@@ -176,17 +201,21 @@ class PolicyIndex:
                 return mask & self._no_metadata
             for key, dim in self._metadata:
                 value = metadata.get(key)
+                # A string is its own memo key (its canonical text is computed on a miss).
                 text = value if value.__class__ is str else text_form(value)
-                if text is None:
+                if text is None:  # absent, null, a list or an object: matches no condition
                     mask &= dim.free
                 else:
                     found = dim.memo.get(text)
                     mask &= dim.compute(text) if found is None else found
         return mask
 
-    def decide(self, call: Call, now: datetime, agent_name: str | None) -> Decision:
-        # Skip reasons, most fundamental first: status, redaction, ZDR, timestamps.
-        if call.status not in TERMINAL_STATUSES:
+    def decide(self, call: Call, now: datetime, listed: Listed) -> Decision:
+        # Skip reasons, most fundamental first: identity, status, redaction, ZDR,
+        # timestamps, unclear metadata.
+        if call.agent_id and call.agent_id != listed.agent_id:
+            return SKIP_INCONSISTENT
+        if call.status not in TERMINAL_STATUSES:  # exactly completed or failed
             return SKIP_NOT_TERMINAL
         if call.redacted_at is not None:
             return SKIP_ALREADY_REDACTED
@@ -199,7 +228,12 @@ class PolicyIndex:
                 return SKIP_NO_TIMESTAMP
         if origin.tzinfo is None:
             origin = origin.replace(tzinfo=UTC)  # a timestamp without offset is UTC
-        mask = self.mask(call, agent_name)
+        metadata = call.metadata
+        if metadata is not None:
+            for key in self._held_keys:
+                if is_unclear(metadata.get(key)):
+                    return SKIP_UNCLEAR_METADATA
+        mask = self.mask(call, listed)
         outcomes = self._outcomes.get(mask)
         if outcomes is None:
             outcomes = _Outcomes(self.matching(mask))

@@ -1,17 +1,25 @@
 """Policy files to a compiled PolicySet, with every mistake reported at once.
 
 YAML is composed into nodes (never constructed into objects), so each value keeps
-its line; aliases are refused, which also rules out alias bombs. A directory
-contributes its own `*.yaml`/`*.yml` files, sorted by name; subdirectories (such
-as `policies/sweeps/`) and hidden files are not read.
+its line; aliases are refused, which also rules out alias bombs.
+
+A directory contributes every entry named `*.yaml`/`*.yml` in any letter case,
+sorted by name: each is loaded or is a problem (a broken symlink, an unreadable
+file, a directory or a FIFO with such a name), never skipped in silence. Hidden
+entries are not read; any other entry (`notes.txt`, `policies/sweeps/`) is not
+read either, and is named in a warning.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
+import os
 import re
+import stat
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
@@ -20,19 +28,41 @@ import yaml
 from yaml import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.events import AliasEvent
 
+from retention.log import get_logger
 from retention.policy.durations import Invalid, parse_duration
-from retention.policy.match import MATCH_KEYS, Condition
+from retention.policy.match import MATCH_KEYS, AgentsCondition, Condition
 from retention.policy.model import Kind, Policy, PolicySet, PolicySource
-from retention.policy.nodes import Where, is_null, is_text, kind
+from retention.policy.nodes import Where, is_null, is_text, kind, yaml11_problem
 from retention.policy.problems import PolicyError, Problem, Problems, policy_label, suggest
 
-__all__ = ["PolicyError", "PolicySet", "PolicySource", "load_policies", "parse_policies"]
+__all__ = [
+    "PolicyError",
+    "PolicySet",
+    "PolicySource",
+    "ignored_message",
+    "is_policy_name",
+    "load_policies",
+    "parse_policies",
+]
 
 MAX_FILE_BYTES: Final = 1 << 20
 SUFFIXES: Final = (".yaml", ".yml")
 TOP_KEYS: Final = ("policies",)
 POLICY_KEYS: Final = ("name", "description", "delete_after", "retain_for", "match")
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY  # a FIFO never blocks
+_log = get_logger("retention.policy")
+
+
+def is_policy_name(name: str) -> bool:
+    """Whether a directory entry is a policy file: `*.yaml`/`*.yml` in any case, not hidden."""
+    return not name.startswith(".") and name.lower().endswith(SUFFIXES)
+
+
+def ignored_message(path: Path) -> str:
+    """Why an entry of a policies directory was not read, for its warning."""
+    what = "a subdirectory" if path.is_dir() and not path.is_symlink() else "not *.yaml or *.yml"
+    return f"{path}: not read ({what}); only a directory's own *.yaml and *.yml files are"
 
 
 class _AliasRefused(Exception):
@@ -63,45 +93,48 @@ def _compose_nodes(text: str) -> Node | None:
     return yaml.compose(text, Loader=yaml.CSafeLoader)
 
 
-def load_policies(paths: Sequence[Path]) -> PolicySet:
-    """Load files and directories (their *.yaml/*.yml, sorted, not recursive)."""
+def load_policies(paths: Sequence[Path], ignored: list[Path] | None = None) -> PolicySet:
+    """Load files and directories (see the module docstring); raise PolicyError listing
+    every problem. Entries of a directory that are not read are appended to `ignored`
+    when given (the caller shows them), else each is logged as a warning."""
     problems: list[Problem] = []
     files: list[Path] = []
+    skipped: list[Path] = []
     if not paths:
         problems.append(Problem("--policies", None, "no policy files given"))
     for path in paths:
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.iterdir()
-                if p.suffix in SUFFIXES and p.is_file() and not p.name.startswith(".")
-            )
-            if not found:
-                problems.append(
-                    Problem(
-                        str(path),
-                        None,
-                        "no *.yaml or *.yml files in this directory (subdirectories are not read)",
-                    )
-                )
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        elif path.exists():
-            problems.append(Problem(str(path), None, "not a regular file or directory"))
+            files.extend(_scan(path, problems, skipped))
         else:
-            problems.append(Problem(str(path), None, "no such file or directory"))
+            files.append(path)  # whatever it is: `_read` says why it cannot be read
     documents: list[tuple[str, str]] = []
     sources: list[PolicySource] = []
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for path in files:
-        if path.resolve() in seen:
+        read = _read(path, problems)
+        if read is None:
+            continue
+        text, digest, identity = read
+        if identity in seen:
             continue  # the same file named twice (e.g. a directory and one of its files)
-        seen.add(path.resolve())
-        text = _read(path, problems)
-        if text is not None:
-            documents.append((str(path), text[0]))
-            sources.append(PolicySource(str(path), text[1]))
+        seen.add(identity)
+        documents.append((str(path), text))
+        sources.append(PolicySource(str(path), digest))
+    if ignored is not None:
+        ignored.extend(skipped)  # the caller shows them, whether the set loads or not
+    policy_set = _compile(problems, documents, sources)
+    if ignored is None:
+        # Logged once the set loads: a set that does not load is an error anyway (and a
+        # directory without policy files names what it holds in its problem).
+        for path in skipped:
+            _log.warning("policy.ignored_entry", path=str(path), hint=ignored_message(path))
+    return policy_set
+
+
+def _compile(
+    problems: list[Problem], documents: list[tuple[str, str]], sources: list[PolicySource]
+) -> PolicySet:
+    """The set, or PolicyError with the loading problems and the parsing ones together."""
     if problems and not documents:
         raise PolicyError(problems)
     try:
@@ -113,49 +146,119 @@ def load_policies(paths: Sequence[Path]) -> PolicySet:
     return policy_set
 
 
-def _read(path: Path, problems: list[Problem]) -> tuple[str, str] | None:
-    """(text, sha256 hex) of a file, or None after reporting why it cannot be read."""
+def _scan(directory: Path, problems: list[Problem], ignored: list[Path]) -> list[Path]:
+    """A directory's policy files, sorted by name; other non-hidden entries to `ignored`."""
     try:
-        with path.open("rb") as handle:
+        names = sorted(entry.name for entry in os.scandir(directory))
+    except OSError as err:
+        problems.append(Problem(str(directory), None, f"cannot list: {err.strerror or err}"))
+        return []
+    found = [directory / name for name in names if is_policy_name(name)]
+    ignored.extend(directory / n for n in names if not n.startswith(".") and not is_policy_name(n))
+    if not found:
+        others = [n for n in names if not n.startswith(".")]
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        problems.append(
+            Problem(
+                str(directory),
+                None,
+                "no *.yaml or *.yml files in this directory (subdirectories are not read)"
+                + (f"; it holds {shown}" if others else ""),
+            )
+        )
+    return found
+
+
+def _read(path: Path, problems: list[Problem]) -> tuple[str, str, tuple[int, int]] | None:
+    """(text, sha256 hex, (device, inode)) of a file, or None after reporting why it
+    cannot be read. Only a file actually read is ever taken for another one."""
+    where = str(path)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        if path.is_symlink():
+            problems.append(Problem(where, None, "a broken symlink (its target does not exist)"))
+        else:
+            problems.append(Problem(where, None, "no such file or directory"))
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            problems.append(Problem(where, None, "a symlink loop"))
+        else:
+            problems.append(Problem(where, None, f"cannot read: {err.strerror or err}"))
+        return None
+    try:
+        status = os.fstat(fd)
+        mode = status.st_mode
+        if stat.S_ISDIR(mode):
+            problems.append(
+                Problem(
+                    where,
+                    None,
+                    "a directory named like a policy file; directories inside a policies "
+                    "directory are not read: rename it or give it to --policies itself",
+                )
+            )
+            return None
+        if not stat.S_ISREG(mode):
+            problems.append(Problem(where, None, "not a regular file (a FIFO, socket or device?)"))
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as err:
-        problems.append(Problem(str(path), None, f"cannot read: {err.strerror or err}"))
+        problems.append(Problem(where, None, f"cannot read: {err.strerror or err}"))
         return None
+    finally:
+        os.close(fd)
     if len(data) > MAX_FILE_BYTES:
-        problems.append(Problem(str(path), None, "larger than 1 MiB; is it a policy file?"))
+        problems.append(Problem(where, None, "larger than 1 MiB; is it a policy file?"))
         return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        problems.append(Problem(str(path), line, "not UTF-8 text"))
+        problems.append(Problem(where, line, "not UTF-8 text"))
         return None
-    return text, hashlib.sha256(data).hexdigest()
+    return text, hashlib.sha256(data).hexdigest(), (status.st_dev, status.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One item of a `policies:` list: its name when usable, even if the rest is wrong,
+    so that duplicate names are reported alongside every other problem."""
+
+    name: str | None
+    file: str
+    line: int
+    policy: Policy | None
 
 
 def parse_policies(
     documents: Sequence[tuple[str, str]], sources: Sequence[PolicySource] = ()
 ) -> PolicySet:
     """Compile (file name, YAML text) pairs; raise PolicyError listing every problem."""
-    policies: list[Policy] = []
+    entries: list[_Entry] = []
     found: list[Problem] = []
     for name, text in documents:
         problems = Problems(name)
-        policies.extend(_parse_file(text, problems))
+        entries.extend(_parse_file(text, problems))
         found.extend(sorted(problems.found, key=lambda p: p.line or 0))
-    first: dict[str, Policy] = {}
-    for policy in policies:
-        other = first.setdefault(policy.name, policy)
-        if other is not policy:
+    first: dict[str, _Entry] = {}
+    for entry in entries:
+        if entry.name is None:
+            continue
+        other = first.setdefault(entry.name, entry)
+        if other is not entry:
             found.append(
                 Problem(
-                    policy.file,
-                    policy.line,
-                    f"duplicate name, also defined at {other.where}",
-                    f"'{policy.name}'",
+                    entry.file,
+                    entry.line,
+                    f"duplicate name, also defined at {other.file}:{other.line}",
+                    f"'{entry.name}'",
                     "name",
                 )
             )
+    policies = [e.policy for e in entries if e.policy is not None]
     if not found and not policies:
         found.append(
             Problem(documents[0][0] if documents else "--policies", None, "no policies loaded")
@@ -165,7 +268,7 @@ def parse_policies(
     return PolicySet(tuple(policies), tuple(sources))
 
 
-def _parse_file(text: str, problems: Problems) -> list[Policy]:
+def _parse_file(text: str, problems: Problems) -> list[_Entry]:
     root = _compose(text, problems)
     if root is None:
         return []
@@ -184,12 +287,7 @@ def _parse_file(text: str, problems: Problems) -> list[Policy]:
             node, f"expected a list of policies (`- name: ...`), got {kind(node)}", field="policies"
         )
         return []
-    policies = []
-    for index, item in enumerate(node.value):
-        policy = _parse_policy(item, index, problems)
-        if policy is not None:
-            policies.append(policy)
-    return policies
+    return [_parse_policy(item, index, problems) for index, item in enumerate(node.value)]
 
 
 def _compose(text: str, problems: Problems) -> Node | None:
@@ -259,20 +357,23 @@ def _mapping(
     return entries
 
 
-def _parse_policy(node: Node, index: int, problems: Problems) -> Policy | None:
+def _parse_policy(node: Node, index: int, problems: Problems) -> _Entry:
     before = len(problems.found)
     label = f"#{index + 1}"
+    line = node.start_mark.line + 1
     if not isinstance(node, MappingNode):
         problems.add(
             node, f"expected a policy (a mapping with `name:`), got {kind(node)}", policy=label
         )
-        return None
+        return _Entry(None, problems.file, line, None)
     name_entry = next(
         (v for k, v in node.value if isinstance(k, ScalarNode) and k.value == "name"), None
     )
     name: str | None = None
     if name_entry is None:
         problems.add(node, "missing; every policy needs a unique name", policy=label, field="name")
+    elif (refused := yaml11_problem(name_entry)) is not None:
+        problems.add(name_entry, refused, policy=label, field="name")
     elif not is_text(name_entry):
         problems.add(
             name_entry,
@@ -301,30 +402,28 @@ def _parse_policy(node: Node, index: int, problems: Problems) -> Policy | None:
         ": conditions go under `match:`",
     )
     if entries is None:
-        return None
+        return _Entry(name, problems.file, line, None)
     where = Where(problems, label)
     description = None
     if "description" in entries:
         value = entries["description"][1]
-        if isinstance(value, ScalarNode):
-            description = None if is_null(value) else str(value.value)
-        else:
+        if not isinstance(value, ScalarNode):
             where.add(value, "description", f"expected text, got {kind(value)}")
+        elif (refused := yaml11_problem(value)) is not None:
+            where.add(value, "description", refused)
+        else:
+            description = None if is_null(value) else str(value.value)
     rule = _rule(node, entries, where)
     conditions = _conditions(entries, where, problems, label)
     if len(problems.found) > before or name is None or rule is None or conditions is None:
-        return None
+        return _Entry(name, problems.file, line, None)
     rule_kind, duration, text = rule
-    return Policy(
-        name,
-        rule_kind,
-        duration,
-        text,
-        conditions,
-        description,
-        problems.file,
-        node.start_mark.line + 1,
-    )
+    if rule_kind == Kind.DELETE:  # a deletion needs every name of the agent to match
+        conditions = tuple(
+            replace(c, every=True) if isinstance(c, AgentsCondition) else c for c in conditions
+        )
+    policy = Policy(name, rule_kind, duration, text, conditions, description, problems.file, line)
+    return _Entry(name, problems.file, line, policy)
 
 
 def _rule(

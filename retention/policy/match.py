@@ -1,9 +1,15 @@
 """Match conditions: each a small class compiled once from YAML, with its own
 validation, its own plain-words description and its own explanation of a miss.
 
-Metadata values compare as text (`text_form`); strings are case-sensitive
-shell-style globs (`fnmatch.fnmatchcase` semantics), compiled to one regex per
-condition.
+Metadata values compare in one canonical text (`retention.policy.canonical`), the
+same for the policy's values and the API's; strings are case-sensitive
+shell-style globs (`fnmatch.fnmatchcase` semantics) matched against that text,
+compiled to one regex per condition. Regions compare in any letter case.
+
+A call is judged with the agent it was listed under (`Listed`): an `agents`
+condition of a retention rule holds when any of the four names of the call's
+agent matches (listed id, listed name, the call's `agent_id`, the call's
+`agent_name`); of a deletion rule, only when every one that is present matches.
 """
 
 from __future__ import annotations
@@ -23,28 +29,60 @@ from retention.api.models import (
     SDK_STATUSES,
     TERMINAL_STATUSES,
     Call,
-    MetadataValue,
 )
-from retention.policy.nodes import Where, is_null, kind, metadata_text, scalar_items
+from retention.policy.canonical import is_unclear, text_form
+from retention.policy.nodes import (
+    GLOB_CHARS,
+    Where,
+    is_null,
+    kind,
+    metadata_problem,
+    metadata_text,
+    scalar_items,
+    yaml11_problem,
+)
 from retention.policy.problems import suggest
 
-_GLOB_CHARS: Final = frozenset("*?[")
+__all__ = [
+    "MATCH_KEYS",
+    "AgentsCondition",
+    "Condition",
+    "Globs",
+    "Identity",
+    "Listed",
+    "MetadataCondition",
+    "RegionsCondition",
+    "StatusesCondition",
+    "identity",
+    "region_of",
+    "text_form",
+]
+
 TERMINAL_ORDER: Final = ("completed", "failed")
 
+# (listed agent id, listed agent name, call's agent_id, call's agent_name); "" = absent.
+Identity = tuple[str, str, str, str]
 
-def text_form(value: MetadataValue) -> str | None:
-    """The text of an API metadata value: strings as they are, booleans `true`/`false`,
-    integers in decimal, floats by Python's repr (`7.0` -> `7.0`); null is no value."""
-    cls = value.__class__
-    if cls is str:
-        return value  # type: ignore[return-value]
-    if cls is bool:
-        return "true" if value else "false"
-    if cls is int:
-        return str(value)
-    if cls is float:
-        return repr(value)
-    return None
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """The agent a call was listed under: its id, and its current name from GET /agents."""
+
+    agent_id: str
+    agent_name: str | None = None
+
+
+def identity(call: Call, listed: Listed) -> Identity:
+    """The four names of a call's agent, absent ones as ""."""
+    return (listed.agent_id, listed.agent_name or "", call.agent_id or "", call.agent_name or "")
+
+
+def region_of(value: str | None) -> str | None:
+    """A region in its canonical case (`eu` -> `EU`); anything else unchanged."""
+    if value is None or not value.isascii():
+        return value
+    upper = value.upper()
+    return upper if upper in REGIONS else value
 
 
 def _quoted(items: tuple[str, ...], joiner: str = "or") -> str:
@@ -74,7 +112,7 @@ class Globs:
         """True only when every text `other` matches surely matches here (conservative)."""
         mine = set(self.patterns)
         return all(
-            p in mine or "*" in mine or (_GLOB_CHARS.isdisjoint(p) and self(p))
+            p in mine or "*" in mine or (GLOB_CHARS.isdisjoint(p) and self(p))
             for p in other.patterns
         )
 
@@ -90,14 +128,14 @@ class Condition(ABC):
         return self.key
 
     @abstractmethod
-    def matches(self, call: Call, agent_name: str | None) -> bool: ...
+    def matches(self, call: Call, listed: Listed) -> bool: ...
 
     @abstractmethod
     def describe(self) -> str:
         """The condition in plain words, e.g. "the region is US or EU"."""
 
     @abstractmethod
-    def mismatch(self, call: Call, agent_name: str | None) -> str:
+    def mismatch(self, call: Call, listed: Listed) -> str:
         """Why a call fails this condition, naming no metadata value."""
 
     @abstractmethod
@@ -111,25 +149,59 @@ class Condition(ABC):
 
 @dataclass(frozen=True, slots=True)
 class AgentsCondition(Condition):
+    """`every` is set for a deletion rule: then every present name must match;
+    for a retention rule any one is enough (see the module docstring)."""
+
     key: ClassVar[str] = "agents"
     globs: Globs
+    every: bool = False
 
-    def matches_agent(self, agent_id: str, agent_name: str | None) -> bool:
+    def matches_identity(self, names: Identity) -> bool:
         globs = self.globs
-        return globs(agent_id) or (agent_name is not None and globs(agent_name))
+        listed_id, listed_name, call_id, call_name = names
+        # The listed id always counts, even empty: a call of no known agent never matches.
+        if self.every:
+            return (
+                globs(listed_id)
+                and (not listed_name or globs(listed_name))
+                and (not call_id or globs(call_id))
+                and (not call_name or globs(call_name))
+            )
+        return (
+            globs(listed_id)
+            or (bool(listed_name) and globs(listed_name))
+            or (bool(call_id) and globs(call_id))
+            or (bool(call_name) and globs(call_name))
+        )
 
-    def matches(self, call: Call, agent_name: str | None) -> bool:
-        return self.matches_agent(call.agent_id, call.agent_name or agent_name)
+    def matches(self, call: Call, listed: Listed) -> bool:
+        return self.matches_identity(identity(call, listed))
 
     def describe(self) -> str:
-        return f"the agent (id or name) is {_quoted(self.globs.patterns)}"
+        if self.every:
+            return (
+                f"the agent is {_quoted(self.globs.patterns)} by every id and name it has "
+                "(as listed and as the call says)"
+            )
+        return (
+            f"the agent is {_quoted(self.globs.patterns)} by any id or name it has "
+            "(as listed or as the call says)"
+        )
 
-    def mismatch(self, call: Call, agent_name: str | None) -> str:
-        name = call.agent_name or agent_name
-        who = f"agent `{call.agent_id}`" + (f" (`{name}`)" if name else "")
-        return f"{who} is not {_quoted(self.globs.patterns)}"
+    def mismatch(self, call: Call, listed: Listed) -> str:
+        listed_id, listed_name, call_id, call_name = identity(call, listed)
+        names = [("listed agent", listed_id), ("listed name", listed_name)]
+        names += [("call's agent_id", call_id), ("call's agent_name", call_name)]
+        present = [(what, value) for what, value in names if value or what == "listed agent"]
+        patterns = _quoted(self.globs.patterns)
+        if self.every:
+            failed = [f"{what} `{value}`" for what, value in present if not self.globs(value)]
+            return f"{_plain(tuple(failed))} is not {patterns} (a deletion needs every one)"
+        shown = [f"{what} `{value}`" for what, value in present]
+        return f"none of {_plain(tuple(shown))} is {patterns}"
 
     def covers(self, other: Condition) -> bool:
+        # Any/every aside: whatever `other` matches, the listed id matches, and so here.
         return isinstance(other, AgentsCondition) and self.globs.covers(other.globs)
 
     def signature(self) -> tuple[object, ...]:
@@ -138,11 +210,16 @@ class AgentsCondition(Condition):
 
 @dataclass(frozen=True, slots=True)
 class RegionsCondition(Condition):
+    """Regions in canonical case; the call's region is compared in any letter case."""
+
     key: ClassVar[str] = "regions"
     regions: frozenset[str]
 
-    def matches(self, call: Call, agent_name: str | None) -> bool:
-        return call.deployment_region in self.regions
+    def matches_region(self, region: str | None) -> bool:
+        return region_of(region) in self.regions
+
+    def matches(self, call: Call, listed: Listed) -> bool:
+        return self.matches_region(call.deployment_region)
 
     def _listed(self) -> str:
         return _plain(tuple(r for r in REGIONS if r in self.regions))
@@ -150,7 +227,7 @@ class RegionsCondition(Condition):
     def describe(self) -> str:
         return f"the region is {self._listed()}"
 
-    def mismatch(self, call: Call, agent_name: str | None) -> str:
+    def mismatch(self, call: Call, listed: Listed) -> str:
         if call.deployment_region is None:
             return f"the call has no region (needs {self._listed()})"
         return f"region {call.deployment_region} is not {self._listed()}"
@@ -167,8 +244,8 @@ class StatusesCondition(Condition):
     key: ClassVar[str] = "statuses"
     statuses: frozenset[str]
 
-    def matches(self, call: Call, agent_name: str | None) -> bool:
-        return call.status in self.statuses
+    def matches(self, call: Call, listed: Listed) -> bool:
+        return call.status in self.statuses  # exactly: `Completed` is no terminal status
 
     def _listed(self) -> str:
         return _plain(tuple(s for s in TERMINAL_ORDER if s in self.statuses))
@@ -176,7 +253,7 @@ class StatusesCondition(Condition):
     def describe(self) -> str:
         return f"the status is {self._listed()}"
 
-    def mismatch(self, call: Call, agent_name: str | None) -> str:
+    def mismatch(self, call: Call, listed: Listed) -> str:
         return f"status {call.status or '(none)'} is not {self._listed()}"
 
     def covers(self, other: Condition) -> bool:
@@ -198,21 +275,25 @@ class MetadataCondition(Condition):
     def dimension(self) -> str:
         return f"metadata.{self.name}"
 
-    def matches_value(self, value: MetadataValue) -> bool:
+    def matches_value(self, value: object) -> bool:
+        """Null, a list or an object matches no condition, not even `*`."""
         text = text_form(value)
         return text is not None and self.globs(text)
 
-    def matches(self, call: Call, agent_name: str | None) -> bool:
+    def matches(self, call: Call, listed: Listed) -> bool:
         metadata = call.metadata
         return metadata is not None and self.matches_value(metadata.get(self.name))
 
     def describe(self) -> str:
         return f"metadata `{self.name}` is {_quoted(self.globs.patterns)}"
 
-    def mismatch(self, call: Call, agent_name: str | None) -> str:
+    def mismatch(self, call: Call, listed: Listed) -> str:
         # Never the call's value: metadata values are personal data.
-        if call.metadata is None or call.metadata.get(self.name) is None:
+        value = None if call.metadata is None else call.metadata.get(self.name)
+        if value is None:
             return f"metadata key `{self.name}` is absent"
+        if is_unclear(value):
+            return f"metadata key `{self.name}` is a list or an object, which matches nothing"
         return f"metadata key `{self.name}` did not match"
 
     def covers(self, other: Condition) -> bool:
@@ -240,8 +321,9 @@ def _parse_regions(node: Node, where: Where) -> list[Condition]:
     regions: set[str] = set()
     for i, item in enumerate(items):
         value = str(item.value)
-        if value in REGIONS:
-            regions.add(value)
+        region = region_of(value)
+        if region in REGIONS:
+            regions.add(region)
         else:
             where.add(
                 item,
@@ -290,6 +372,10 @@ def _parse_metadata(node: Node, where: Where) -> list[Condition]:
             where.add(key_node, "match.metadata", f"a key must be text, got {kind(key_node)}")
             continue
         name = str(key_node.value)
+        refused = yaml11_problem(key_node)
+        if refused is not None:
+            where.add(key_node, "match.metadata", refused)
+            continue
         if name in seen:  # two values for one key would silently match nothing
             where.add(
                 key_node,
@@ -299,7 +385,16 @@ def _parse_metadata(node: Node, where: Where) -> list[Condition]:
             continue
         seen[name] = key_node.start_mark.line + 1
         items = scalar_items(value_node, where, f"match.metadata.{name}", "a value (a glob)")
-        if items is not None:
+        if items is None:
+            continue
+        ok = True
+        for i, item in enumerate(items):
+            problem = metadata_problem(item)
+            if problem is not None:
+                at = f"match.metadata.{name}" + (f"[{i}]" if len(items) > 1 else "")
+                where.add(item, at, problem)
+                ok = False
+        if ok:
             patterns = tuple(metadata_text(i) for i in items)
             conditions.append(MetadataCondition(name, Globs(patterns)))
     return conditions

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from retention.api.models import Call
-from retention.policy.match import Condition
+from retention.policy.match import Condition, Listed
 
 if TYPE_CHECKING:
     from retention.policy.index import PolicyIndex
@@ -38,15 +38,15 @@ class Policy:
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
-    def first_mismatch(self, call: Call, agent_name: str | None = None) -> Condition | None:
-        """The first condition the call fails, or None when the policy matches it."""
+    def first_mismatch(self, call: Call, listed: Listed) -> Condition | None:
+        """The first condition the call, listed under `listed`, fails; None when all hold."""
         for condition in self.conditions:
-            if not condition.matches(call, agent_name):
+            if not condition.matches(call, listed):
                 return condition
         return None
 
-    def matches(self, call: Call, agent_name: str | None = None) -> bool:
-        return self.first_mismatch(call, agent_name) is None
+    def matches(self, call: Call, listed: Listed) -> bool:
+        return self.first_mismatch(call, listed) is None
 
 
 @dataclass(frozen=True, slots=True)

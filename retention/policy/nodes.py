@@ -8,6 +8,7 @@ from typing import Final
 
 from yaml import MappingNode, Node, ScalarNode, SequenceNode
 
+from retention.policy.canonical import YAML11_BOOLEANS, canonical_text
 from retention.policy.problems import Problems
 
 _TAG = "tag:yaml.org,2002:"
@@ -23,8 +24,9 @@ _KIND_WORDS: Final = {
     INT_TAG: "a number",
     FLOAT_TAG: "a number",
 }
-_DECIMAL_INT: Final = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
-_DECIMAL_FLOAT: Final = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_DECIMAL: Final = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_LEADING_ZERO: Final = re.compile(r"[-+]?0[0-9]+")  # octal in YAML 1.1
+GLOB_CHARS: Final = frozenset("*?[")
 
 
 def kind(node: Node) -> str:
@@ -44,24 +46,49 @@ def is_text(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == STR_TAG
 
 
-def metadata_text(node: ScalarNode) -> str:
-    """The text a metadata value in a policy stands for, so it compares with the API's JSON.
+def yaml11_problem(node: Node) -> str | None:
+    """Why a plain (unquoted) word must not be read as text here, or None.
 
-    Quoted values are taken as written. Plain YAML booleans `true`/`false` (any case)
-    become lowercase; decimal integers lose signs and zeros that do not change the
-    number (`+7` -> `7`); decimal floats take Python's repr (`7.50` -> `7.5`).
-    Everything else (`yes`, `0x1F`, dates) is the text as written.
+    YAML 1.1 tools read `yes`, `no`, `on`, `off`, `y`, `n` (any case) as booleans,
+    so the same file would mean a boolean to one reader and text to another.
     """
+    if not isinstance(node, ScalarNode) or node.style or not isinstance(node.value, str):
+        return None
+    word = node.value
+    if word.lower() not in YAML11_BOOLEANS:
+        return None
+    boolean = "true" if word.lower() in ("yes", "on", "y") else "false"
+    return (
+        f"`{word}` unquoted is a boolean in YAML 1.1 but text in YAML 1.2; write "
+        f'`{boolean}` for the boolean, or `"{word}"` in quotes for the word'
+    )
+
+
+def metadata_problem(node: ScalarNode) -> str | None:
+    """Why a metadata value in a policy is ambiguous, or None (see `metadata_text`)."""
+    refused = yaml11_problem(node)
+    if refused is not None:
+        return refused
+    if node.style or node.tag not in (INT_TAG, FLOAT_TAG):
+        return None
     value: str = node.value
-    if node.style in ("'", '"', "|", ">") or node.tag == STR_TAG:
+    if not _DECIMAL.fullmatch(value) or _LEADING_ZERO.fullmatch(value):
+        return (
+            f"`{value}` unquoted is a number in YAML 1.1 notation that is not a plain decimal; "
+            f'write the number in decimal, or `"{value}"` in quotes for the text'
+        )
+    return None
+
+
+def metadata_text(node: ScalarNode) -> str:
+    """The canonical text a metadata value in a policy stands for (`canonical_text`),
+    quoted or not: `true`, `True` and `"TRUE"` are `true`; `1`, `1.0` and `"1"` are
+    `1`. A value with glob characters (`*`, `?`, `[`) is a pattern, taken as written.
+    Check `metadata_problem` first."""
+    value = str(node.value)
+    if not GLOB_CHARS.isdisjoint(value):
         return value
-    if node.tag == BOOL_TAG and value.lower() in ("true", "false"):
-        return value.lower()
-    if node.tag == INT_TAG and len(value) < 100 and _DECIMAL_INT.fullmatch(value):
-        return str(int(value))
-    if node.tag == FLOAT_TAG and len(value) < 100 and _DECIMAL_FLOAT.fullmatch(value):
-        return repr(float(value))
-    return value
+    return canonical_text(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +105,10 @@ class Where:
 def scalar_items(node: Node, where: Where, field: str, what: str) -> list[ScalarNode] | None:
     """A scalar or a non-empty list of scalars (a string stands for a one-item list)."""
     if isinstance(node, ScalarNode) and not is_null(node):
+        problem = yaml11_problem(node)
+        if problem is not None:
+            where.add(node, field, problem)
+            return None
         return [node]
     if is_null(node):
         where.add(node, field, f"is empty; give {what} or a list of them")
@@ -92,7 +123,11 @@ def scalar_items(node: Node, where: Where, field: str, what: str) -> list[Scalar
     items: list[ScalarNode] = []
     ok = True
     for i, item in enumerate(node.value):
-        if isinstance(item, ScalarNode) and not is_null(item):
+        problem = yaml11_problem(item)
+        if problem is not None:
+            where.add(item, f"{field}[{i}]" if len(node.value) > 1 else field, problem)
+            ok = False
+        elif isinstance(item, ScalarNode) and not is_null(item):
             items.append(item)
         else:
             where.add(item, f"{field}[{i}]", f"expected {what}, got {kind(item)}")

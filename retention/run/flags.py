@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from retention.api.client import check_base_url
+from retention.log import configure
 from retention.policy.load import load_policies
 from retention.run.command import RunSettings
 from retention.run.metrics import check_pushgateway
@@ -61,6 +62,7 @@ def settings_from_flags(
     chosen_shard = resolve_shard(shard, shard_count)
     if pushgateway is not None:
         check_pushgateway(pushgateway)
+    configure()  # the loader's warnings (entries it does not read) go to stderr, as a run's
     policies = load_policies(list(policy_paths))
     url = resolve_base_url(base_url)
     check_base_url(url)

@@ -52,11 +52,14 @@ OUTCOMES: Final = (
     "would_delete",
 )
 SKIP_REASONS: Final = (
+    "inconsistent",
     "not_terminal",
     "already_redacted",
     "no_timestamp",
     "zdr",
+    "unclear_metadata",
     "invalid_id",
+    "unreadable",
 )
 KEEP_REASONS: Final = ("held", "no_deletion_rule", "not_yet_due")
 

@@ -28,7 +28,7 @@ from retention.api.errors import (
 from retention.api.ids import id_problem, is_valid_id
 from retention.api.models import Agent, Call
 from retention.log import get_logger
-from retention.policy.decision import Action
+from retention.policy.decision import Action, Reason
 from retention.policy.engine import decide
 from retention.policy.model import PolicySet
 from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
@@ -175,9 +175,17 @@ class Pipeline:
             stats.skipped[INVALID_ID] += 1
             _log.warning("run.invalid_call_id", agent_id=agent.id, problem=id_problem(call.id))
             return
-        decision = decide(self.policies, call, self.now, agent_name=agent.name or None)
+        decision = decide(self.policies, call, self.now, agent.id, agent.name or None)
         if decision.action is Action.SKIP:
             stats.skipped[decision.reason.value] += 1
+            if decision.reason is Reason.INCONSISTENT:
+                _log.warning(
+                    "run.inconsistent_call",
+                    call_id=call.id,
+                    agent_id=agent.id,
+                    call_agent_id=call.agent_id,
+                    hint="the call names another agent than the one it was listed under; kept",
+                )
         elif decision.action is Action.KEEP:
             stats.kept[decision.reason.value] += 1
             if decision.held_by:

@@ -23,7 +23,13 @@ BAD_POLICIES: dict[str, str] = {
     "duration-number": "policies:\n  - name: a\n    delete_after: 30\n",
     "forever-deletion": "policies:\n  - name: a\n    delete_after: forever\n",
     "unknown-region": "policies:\n  - name: a\n    delete_after: 3d\n    match: {regions: [MARS]}",
-    "lowercase-region": "policies:\n  - name: a\n    delete_after: 3d\n    match: {regions: [us]}",
+    # A region in lower case is accepted (`us` is US); these are refused instead.
+    "yaml11-boolean": (
+        "policies:\n  - name: a\n    retain_for: forever\n    match: {metadata: {hold: yes}}\n"
+    ),
+    "status-in-other-case": (
+        "policies:\n  - name: a\n    delete_after: 3d\n    match: {statuses: [Completed]}\n"
+    ),
     "non-terminal-status": (
         "policies:\n  - name: a\n    delete_after: 3d\n    match: {statuses: [started]}\n"
     ),

@@ -12,6 +12,8 @@ from retention.api.models import Call
 from retention.policy.load import PolicyError, PolicySet, parse_policies
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# The agent `call()`'s calls are listed under: its id and its name from GET /agents.
+LISTED = ("agent_1", "support-us")
 
 
 def policies(text: str, name: str = "p.yaml") -> PolicySet:

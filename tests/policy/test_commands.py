@@ -40,8 +40,13 @@ def test_validate_prints_the_shipped_policies_in_plain_words(
         assert f"\n{name} (" in out
     assert "matches: every call (no conditions)" in out
     assert "keeps them forever, even when a deletion rule is due" in out
-    assert "erasure" not in out  # policies/sweeps/ is not read
-    assert "warning" not in out
+    assert "erasure" not in out  # policies/sweeps/ is not read, and says so
+    warnings = [line for line in out.splitlines() if line.startswith("warning")]
+    sweeps = REPO / "policies" / "sweeps"
+    assert warnings == [
+        f"warning: {sweeps}: not read (a subdirectory); only a directory's own *.yaml and "
+        "*.yml files are"
+    ]
 
 
 def test_validate_the_erasure_sweep_with_the_legal_hold(capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,7 +68,7 @@ def test_validate_lists_every_problem_and_exits_2(
             delete_after: 10 days
           - name: b
             retain_for: 1d
-            match: {regions: [eu]}
+            match: {regions: [EUR]}
         """,
     )
     code, out, err = run(["validate", str(bad)], capsys)
@@ -71,7 +76,7 @@ def test_validate_lists_every_problem_and_exits_2(
     assert out == ""
     assert err.splitlines() == [
         f"{bad}:3: policy 'a': delete_after: bad duration `10 days`: did you mean `10d`?",
-        f"{bad}:6: policy 'b': match.regions: unknown region `eu`; regions are US, EU and APAC "
+        f"{bad}:6: policy 'b': match.regions: unknown region `EUR`; regions are US, EU and APAC "
         "(did you mean `EU`?)",
         "2 problems in the policy files",
     ]
@@ -158,7 +163,7 @@ def _a_call(app: SandboxApp) -> tuple[str, str, str]:
 EXPLAIN_POLICIES = """\
 policies:
   - {name: default-90d, delete_after: 90d}
-  - {name: by-name-30d, delete_after: 30d, match: {agents: "%s"}}
+  - {name: by-name-30d, delete_after: 30d, match: {agents: ["%s", "%s"]}}
   - {name: eu-7d, delete_after: 7d, match: {regions: [EU]}}
   - {name: legal-hold, retain_for: forever, match: {metadata: {legal_hold: true}}}
   - {name: tier-free, delete_after: 1d, match: {metadata: {tier: free}}}
@@ -185,7 +190,7 @@ def test_explain_shows_every_policy_and_the_decision_without_personal_data(
             "metadata": {"legal_hold": True, "tier": "secret-tier-value"},
         },
     )
-    policies = write(tmp_path / "p.yaml", EXPLAIN_POLICIES % agent_name)
+    policies = write(tmp_path / "p.yaml", EXPLAIN_POLICIES % (agent_id, agent_name))
     argv = [
         "explain",
         call_id,
@@ -199,7 +204,8 @@ def test_explain_shows_every_policy_and_the_decision_without_personal_data(
     code, out, err = run(argv, capsys)
     assert code == 0, err
     rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-    assert f"{agent_id} ({agent_name})" in out
+    assert f"listed    under agent {agent_id} ({agent_name})" in out
+    assert "with its name from GET /agents" in out
     assert "40 days" in out
     assert "not yet due (due in 50 days)" in rows["default-90d"]
     assert rows["by-name-30d"].split()[-1] == "due"
@@ -239,7 +245,7 @@ def test_explain_a_deletion(
             "metadata": None,
         },
     )
-    policies = write(tmp_path / "p.yaml", EXPLAIN_POLICIES % "nobody")
+    policies = write(tmp_path / "p.yaml", EXPLAIN_POLICIES % ("nobody", "nobody"))
     argv = [
         "explain",
         call_id,

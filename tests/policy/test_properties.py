@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from retention.api.models import Call
 from retention.policy.engine import Action, Decision, Reason, decide
 from retention.policy.load import PolicySet, parse_policies
+from retention.policy.match import Listed, MetadataCondition
 from retention.policy.model import Kind
 from tests.policy.support import NOW
 
@@ -23,6 +24,9 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 AGENT_PATTERNS = ["support-*", "agent_?", "billing", "*", "sales-[ab]*", "agent_1"]
 META_VALUES: list[Any] = ["free", "pro", "true", "7", "*", "f*", True, 7, False]
+# What the API may send: scalars in several spellings, null, lists and objects.
+API_VALUES: list[Any] = ["free", "pro", "true", "TRUE", "false", "7", "7.0", True, False, 7, 7.0]
+API_VALUES += [None, [], ["pro"], {"a": 1}]
 DURATIONS = ["0d", "1h", "12h", "1d", "7d", "30d", "90d", "1w", "52w"]
 
 
@@ -33,7 +37,7 @@ AGENT_LISTS = st.lists(st.sampled_from(AGENT_PATTERNS), min_size=1, max_size=3)
 REGION_LISTS = st.lists(st.sampled_from(["US", "EU", "APAC"]), min_size=1)
 STATUS_LISTS = st.sampled_from([["completed"], ["failed"]])
 METADATA = st.dictionaries(
-    st.sampled_from(["tier", "flag", "n"]),
+    st.sampled_from(["tier", "flag", "num"]),
     st.lists(st.sampled_from(META_VALUES), min_size=1, max_size=2),
     min_size=1,
 )
@@ -81,8 +85,8 @@ def compile_specs(*groups: list[dict[str, Any]]) -> PolicySet:
 calls = st.builds(
     Call,
     id=st.just("c1"),
-    agent_id=st.sampled_from(["agent_1", "agent_2", "agent_77"]),
-    agent_name=st.sampled_from([None, "support-us", "billing", "sales-a1"]),
+    agent_id=st.sampled_from(["agent_1", "agent_1", "agent_2", "agent_77", ""]),
+    agent_name=st.sampled_from([None, "", "support-us", "billing", "sales-a1"]),
     status=st.sampled_from(["completed", "failed", "completed", "active", "created", "cancelled"]),
     start_time=st.one_of(
         st.none(), st.integers(-3, 400 * 24).map(lambda h: NOW - timedelta(hours=h))
@@ -94,16 +98,26 @@ calls = st.builds(
     metadata=st.one_of(
         st.none(),
         st.dictionaries(
-            st.sampled_from(["tier", "flag", "n", "other"]),
-            st.sampled_from(["free", "pro", "true", "false", "7", True, False, 7, 7.0, None]),
+            st.sampled_from(["tier", "flag", "num", "other"]),
+            st.sampled_from(API_VALUES),
             max_size=4,
         ),
     ),
 )
 
 
-def reference_decision(policy_set: PolicySet, call: Call) -> Decision:
+# The agent a call is listed under: its id and its current name from GET /agents.
+listings = st.tuples(
+    st.sampled_from(["agent_1", "agent_2"]), st.sampled_from([None, "support-us", "billing"])
+)
+
+
+def reference_decision(
+    policy_set: PolicySet, call: Call, listed: tuple[str, str | None]
+) -> Decision:
     """The rules of DESIGN.md read literally, one policy at a time."""
+    if call.agent_id and call.agent_id != listed[0]:
+        return Decision(Action.SKIP, Reason.INCONSISTENT)
     if call.status not in ("completed", "failed"):
         return Decision(Action.SKIP, Reason.NOT_TERMINAL)
     if call.redacted_at is not None:
@@ -113,8 +127,17 @@ def reference_decision(policy_set: PolicySet, call: Call) -> Decision:
     origin = call.start_time or call.end_time
     if origin is None:
         return Decision(Action.SKIP, Reason.NO_TIMESTAMP)
+    held_keys = {
+        c.name
+        for p in policy_set.policies
+        if p.kind == Kind.RETAIN
+        for c in p.conditions
+        if isinstance(c, MetadataCondition)
+    }
+    if any(isinstance((call.metadata or {}).get(k), list | dict) for k in held_keys):
+        return Decision(Action.SKIP, Reason.UNCLEAR_METADATA)
     age = NOW - origin
-    matching = [p for p in policy_set.policies if p.matches(call)]
+    matching = [p for p in policy_set.policies if p.matches(call, Listed(*listed))]
     deletions = [p for p in matching if p.kind == Kind.DELETE]
     if not deletions:
         return Decision(Action.KEEP, Reason.NO_DELETION_RULE)
@@ -140,20 +163,23 @@ def reference_decision(policy_set: PolicySet, call: Call) -> Decision:
 
 
 @SETTINGS
-@given(policy_lists(), calls)
-def test_the_index_decides_as_the_rules_read(specs: list[dict[str, Any]], call: Call) -> None:
+@given(policy_lists(), calls, listings)
+def test_the_index_decides_as_the_rules_read(
+    specs: list[dict[str, Any]], call: Call, listed: tuple[str, str | None]
+) -> None:
     policy_set = compile_specs(specs)
-    assert decide(policy_set, call, NOW) == reference_decision(policy_set, call)
+    assert decide(policy_set, call, NOW, *listed) == reference_decision(policy_set, call, listed)
 
 
 @SETTINGS
-@given(policy_lists(), calls)
+@given(policy_lists(), calls, listings)
 def test_non_terminal_redacted_and_untimed_calls_are_never_deleted(
-    specs: list[dict[str, Any]], call: Call
+    specs: list[dict[str, Any]], call: Call, listed: tuple[str, str | None]
 ) -> None:
-    decision = decide(compile_specs(specs), call, NOW)
+    decision = decide(compile_specs(specs), call, NOW, *listed)
     if (
-        not call.terminal
+        (call.agent_id and call.agent_id != listed[0])
+        or not call.terminal
         or call.redacted_at is not None
         or call.zdr_enabled
         or (call.start_time is None and call.end_time is None)
@@ -164,39 +190,40 @@ def test_non_terminal_redacted_and_untimed_calls_are_never_deleted(
 
 
 @SETTINGS
-@given(policy_lists(), policy_specs("extra"), calls)
+@given(policy_lists(), policy_specs("extra"), calls, listings)
 def test_adding_a_retention_policy_never_adds_a_deletion(
-    specs: list[dict[str, Any]], extra: dict[str, Any], call: Call
+    specs: list[dict[str, Any]], extra: dict[str, Any], call: Call, listed: tuple[str, str | None]
 ) -> None:
     extra.pop("delete_after", None)
     extra.setdefault("retain_for", "forever")
-    before = decide(compile_specs(specs), call, NOW)
-    after = decide(compile_specs(specs, [extra]), call, NOW)
+    before = decide(compile_specs(specs), call, NOW, *listed)
+    after = decide(compile_specs(specs, [extra]), call, NOW, *listed)
     if before.action != Action.DELETE:
         assert after.action != Action.DELETE
 
 
 @SETTINGS
-@given(policy_lists(), policy_specs("extra"), calls)
+@given(policy_lists(), policy_specs("extra"), calls, listings)
 def test_adding_a_deletion_policy_never_removes_a_deletion(
-    specs: list[dict[str, Any]], extra: dict[str, Any], call: Call
+    specs: list[dict[str, Any]], extra: dict[str, Any], call: Call, listed: tuple[str, str | None]
 ) -> None:
     extra.pop("retain_for", None)
     extra.setdefault("delete_after", "0d")
-    before = decide(compile_specs(specs), call, NOW)
-    after = decide(compile_specs([extra], specs), call, NOW)
+    before = decide(compile_specs(specs), call, NOW, *listed)
+    after = decide(compile_specs([extra], specs), call, NOW, *listed)
     if before.action == Action.DELETE:
         assert after.action == Action.DELETE
 
 
 @SETTINGS
-@given(policy_lists(), calls, st.randoms(use_true_random=False), st.integers(1, 3))
+@given(policy_lists(), calls, listings, st.randoms(use_true_random=False), st.integers(1, 3))
 def test_the_decision_does_not_depend_on_file_or_policy_order(
-    specs: list[dict[str, Any]], call: Call, rng: Any, files: int
+    specs: list[dict[str, Any]], call: Call, listed: tuple[str, str | None], rng: Any, files: int
 ) -> None:
     shuffled = list(specs)
     rng.shuffle(shuffled)
     groups = [shuffled[i::files] for i in range(files)]
     reordered = compile_specs(*[g for g in groups if g])
     # Ties for credit go to the first name, so even the credited policy is the same.
-    assert decide(reordered, call, NOW) == decide(compile_specs(specs), call, NOW)
+    expected = decide(compile_specs(specs), call, NOW, *listed)
+    assert decide(reordered, call, NOW, *listed) == expected

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from retention.policy.engine import Action, Decision, Reason, decide
-from tests.policy.support import NOW, call, policies
+from retention.policy.match import Listed
+from tests.policy.support import LISTED, NOW, call, policies
 
 DAY = timedelta(days=1)
 D, K, S = Action.DELETE, Action.KEEP, Action.SKIP
@@ -40,8 +41,41 @@ BASE_CASES: list[tuple[str, dict[str, Any], Decision]] = [
     ("failed, old", {"status": "failed"}, Decision(D, Reason.DUE, "failed-30d")),
     *[
         (f"{s} is never deleted", {"status": s}, Decision(S, Reason.NOT_TERMINAL))
-        for s in ("created", "started", "active", "cancelled", "Completed", "")
+        for s in (
+            *("created", "started", "active", "cancelled", ""),
+            # terminal means exactly completed or failed: any other spelling is unknown
+            *("Completed", "FAILED", "completed ", " failed", "complete", "Failed"),
+        )
     ],
+    # the call's own agent_id names another agent than the one listed: never deleted
+    ("inconsistent", {"agent_id": "agent_2"}, Decision(S, Reason.INCONSISTENT)),
+    (
+        "inconsistent beats not terminal",
+        {"agent_id": "agent_2", "status": "active"},
+        Decision(S, Reason.INCONSISTENT),
+    ),
+    ("no agent_id of its own", {"agent_id": ""}, Decision(D, Reason.DUE, "default-90d")),
+    # a list or an object under a key a retention rule names: never deleted
+    *[
+        (f"unclear {key}", {"metadata": {key: value}}, Decision(S, Reason.UNCLEAR_METADATA))
+        for key in ("legal_hold", "tier")
+        for value in ([True], {"on": True}, [], {})
+    ],
+    (
+        "unclear beats nothing else",
+        {"metadata": {"legal_hold": [True]}, "redacted_at": NOW},
+        Decision(S, Reason.ALREADY_REDACTED),
+    ),
+    (
+        "an unclear key no retention rule names",
+        {"metadata": {"other": [1, 2]}},
+        Decision(D, Reason.DUE, "default-90d"),
+    ),
+    (
+        "a null value is no value",
+        {"metadata": {"legal_hold": None}},
+        Decision(D, Reason.DUE, "default-90d"),
+    ),
     ("redacted", {"redacted_at": NOW - DAY}, Decision(S, Reason.ALREADY_REDACTED)),
     ("zdr", {"zdr_enabled": True}, Decision(S, Reason.ZDR)),
     ("no timestamps", {"start_time": None}, Decision(S, Reason.NO_TIMESTAMP)),
@@ -144,7 +178,7 @@ BASE_CASES: list[tuple[str, dict[str, Any], Decision]] = [
 
 @pytest.mark.parametrize(("case", "fields", "expected"), BASE_CASES, ids=[c[0] for c in BASE_CASES])
 def test_which_policy_wins(case: str, fields: dict[str, Any], expected: Decision) -> None:
-    assert decide(policies(BASE), call(**fields), NOW) == expected
+    assert decide(policies(BASE), call(**fields), NOW, *LISTED) == expected
 
 
 def _matches(match_yaml: str, **fields: Any) -> bool:
@@ -152,8 +186,10 @@ def _matches(match_yaml: str, **fields: Any) -> bool:
     policy_set = policies(
         f"policies:\n  - name: p\n    delete_after: 1d\n    match: {match_yaml}\n"
     )
-    listed_name = fields.pop("_agent_name", None)  # the name GET /agents would give
-    decision = decide(policy_set, call(**fields), NOW, listed_name)
+    # The agent the call is listed under, and its name from GET /agents.
+    listed_id = fields.pop("_listed_id", LISTED[0])
+    listed_name = fields.pop("_listed_name", LISTED[1])
+    decision = decide(policy_set, call(**fields), NOW, listed_id, listed_name)
     assert decision.action in (Action.DELETE, Action.KEEP)
     return decision.action == Action.DELETE
 
@@ -161,25 +197,43 @@ def _matches(match_yaml: str, **fields: Any) -> bool:
 MATCH_CASES: list[tuple[str, dict[str, Any], bool]] = [
     # omitted or empty match: every call
     ("{}", {}, True),
-    # metadata compares as text
+    # metadata compares in one canonical form: booleans in any case, numbers by value
     ("{metadata: {flag: true}}", {"metadata": {"flag": True}}, True),
     ("{metadata: {flag: true}}", {"metadata": {"flag": "true"}}, True),
     ("{metadata: {flag: True}}", {"metadata": {"flag": "true"}}, True),
     ("{metadata: {flag: 'true'}}", {"metadata": {"flag": True}}, True),
-    ("{metadata: {flag: true}}", {"metadata": {"flag": "True"}}, False),
+    ("{metadata: {flag: true}}", {"metadata": {"flag": "True"}}, True),
+    ("{metadata: {flag: 'TRUE'}}", {"metadata": {"flag": True}}, True),
+    ("{metadata: {flag: TRUE}}", {"metadata": {"flag": "tRuE"}}, True),
     ("{metadata: {flag: true}}", {"metadata": {"flag": 1}}, False),
+    ("{metadata: {flag: true}}", {"metadata": {"flag": "yes"}}, False),
     ("{metadata: {flag: false}}", {"metadata": {"flag": False}}, True),
-    ("{metadata: {flag: false}}", {"metadata": {"flag": "false"}}, True),
-    ("{metadata: {n: 7}}", {"metadata": {"n": 7}}, True),
-    ("{metadata: {n: 7}}", {"metadata": {"n": "7"}}, True),
-    ("{metadata: {n: '7'}}", {"metadata": {"n": 7}}, True),
-    ("{metadata: {n: +7}}", {"metadata": {"n": 7}}, True),
-    ("{metadata: {n: 7}}", {"metadata": {"n": 7.0}}, False),
-    ("{metadata: {n: 7.50}}", {"metadata": {"n": 7.5}}, True),
-    ("{metadata: {n: 7.5}}", {"metadata": {"n": "7.5"}}, True),
-    ("{metadata: {n: '7*'}}", {"metadata": {"n": 71}}, True),
-    ("{metadata: {v: yes}}", {"metadata": {"v": "yes"}}, True),
-    ("{metadata: {v: yes}}", {"metadata": {"v": True}}, False),
+    ("{metadata: {flag: false}}", {"metadata": {"flag": "FALSE"}}, True),
+    ("{metadata: {flag: false}}", {"metadata": {"flag": True}}, False),
+    ("{metadata: {num: 7}}", {"metadata": {"num": 7}}, True),
+    ("{metadata: {num: 7}}", {"metadata": {"num": "7"}}, True),
+    ("{metadata: {num: '7'}}", {"metadata": {"num": 7}}, True),
+    ("{metadata: {num: +7}}", {"metadata": {"num": 7}}, True),
+    ("{metadata: {num: 7}}", {"metadata": {"num": 7.0}}, True),
+    ("{metadata: {num: 7}}", {"metadata": {"num": "7.0"}}, True),
+    ("{metadata: {num: '1.0'}}", {"metadata": {"num": 1}}, True),
+    ("{metadata: {num: 1e3}}", {"metadata": {"num": 1000}}, True),
+    ("{metadata: {num: 7}}", {"metadata": {"num": 7.01}}, False),
+    ("{metadata: {num: 7.50}}", {"metadata": {"num": 7.5}}, True),
+    ("{metadata: {num: 7.5}}", {"metadata": {"num": "7.5"}}, True),
+    ("{metadata: {num: 0}}", {"metadata": {"num": -0.0}}, True),
+    ("{metadata: {num: 0}}", {"metadata": {"num": False}}, False),
+    # a glob matches the canonical text: `7.*` does not match 7.0, which is `7`
+    ("{metadata: {num: '7*'}}", {"metadata": {"num": 71}}, True),
+    ("{metadata: {num: '7.*'}}", {"metadata": {"num": 7.0}}, False),
+    ("{metadata: {num: '7.*'}}", {"metadata": {"num": 7.5}}, True),
+    ("{metadata: {flag: 't*'}}", {"metadata": {"flag": "True"}}, True),
+    ("{metadata: {v: 'yes'}}", {"metadata": {"v": "yes"}}, True),
+    ("{metadata: {v: 'yes'}}", {"metadata": {"v": True}}, False),
+    # a list or an object matches no condition, not even `*`
+    ("{metadata: {tier: '*'}}", {"metadata": {"tier": ["pro"]}}, False),
+    ("{metadata: {tier: '*'}}", {"metadata": {"tier": {"a": 1}}}, False),
+    ("{metadata: {tier: '*'}}", {"metadata": {"tier": []}}, False),
     # metadata: every key must match, any value of a list
     ("{metadata: {tier: [free, trial]}}", {"metadata": {"tier": "trial"}}, True),
     ("{metadata: {tier: [free, trial]}}", {"metadata": {"tier": "pro"}}, False),
@@ -192,34 +246,45 @@ MATCH_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("{metadata: {tier: '*'}}", {"metadata": {"tier": None}}, False),
     ("{metadata: {tier: '*'}}", {"metadata": {"tier": ""}}, True),
     ("{metadata: {}}", {"metadata": None}, True),
-    # globs: *, ?, [...], [!...]; case-sensitive; whole text
-    ("{agents: 'support-*'}", {}, True),
-    ("{agents: 'support'}", {}, False),
-    ("{agents: 'SUPPORT-*'}", {}, False),
-    ("{agents: 'support-u?'}", {}, True),
-    ("{agents: 'support-?'}", {}, False),
-    ("{agents: 'support-[uv]s'}", {}, True),
-    ("{agents: 'support-[!u]s'}", {}, False),
-    ("{agents: 'support-[a-z]s'}", {}, True),
-    ("{agents: '*port*'}", {}, True),
-    # agents match by id or by name; the name from GET /agents when the call has none
-    ("{agents: agent_1}", {}, True),
-    ("{agents: [billing, agent_1]}", {}, True),
-    ("{agents: [billing, 'agent_[2-9]']}", {}, False),
-    ("{agents: support-us}", {"agent_name": None}, False),
-    ("{agents: support-us}", {"agent_name": None, "_agent_name": "support-us"}, True),
-    ("{agents: support-us}", {"agent_name": "billing", "_agent_name": "support-us"}, False),
+    # globs: *, ?, [...], [!...]; case-sensitive; whole text (the call's agent is
+    # agent_1, named support-us: a deletion needs both its id and its name to match)
+    ("{agents: [agent_1, 'support-*']}", {}, True),
+    ("{agents: [agent_1, 'support']}", {}, False),
+    ("{agents: [agent_1, 'SUPPORT-*']}", {}, False),
+    ("{agents: [agent_1, 'support-u?']}", {}, True),
+    ("{agents: [agent_1, 'support-?']}", {}, False),
+    ("{agents: [agent_1, 'support-[uv]s']}", {}, True),
+    ("{agents: [agent_1, 'support-[!u]s']}", {}, False),
+    ("{agents: [agent_1, 'support-[a-z]s']}", {}, True),
+    ("{agents: '*'}", {}, True),
+    # a deletion rule matches only when every present id and name matches
+    ("{agents: 'support-*'}", {}, False),
+    ("{agents: agent_1}", {}, False),
+    ("{agents: agent_1}", {"agent_name": None, "_listed_name": None}, True),
+    ("{agents: agent_1}", {"agent_name": "", "_listed_name": ""}, True),
+    ("{agents: [agent_1, support-us]}", {"agent_name": None}, True),
+    ("{agents: [agent_1, support-us]}", {"agent_id": ""}, True),
+    ("{agents: [agent_1, support-us]}", {"agent_name": "billing"}, False),
+    ("{agents: [agent_1, support-us]}", {"_listed_name": "billing"}, False),
+    ("{agents: [agent_1, support-us]}", {"agent_name": None, "_listed_name": "billing"}, False),
+    ("{agents: ['agent_*', 'support-*']}", {"agent_name": "support-eu"}, True),
     # regions and statuses: any of the listed values
     ("{regions: [US, EU]}", {}, True),
     ("{regions: EU}", {}, False),
     ("{regions: [US, EU, APAC]}", {"deployment_region": None}, False),
     ("{regions: APAC}", {"deployment_region": "APAC"}, True),
+    # regions in any letter case, in the policy and from the API
+    ("{regions: [us]}", {}, True),
+    ("{regions: [Eu]}", {"deployment_region": "eU"}, True),
+    ("{regions: [EU]}", {"deployment_region": "eu"}, True),
+    ("{regions: [EU]}", {"deployment_region": "us"}, False),
+    ("{regions: [EU]}", {"deployment_region": "EU "}, False),
     ("{statuses: completed}", {}, True),
     ("{statuses: [failed]}", {}, False),
     ("{statuses: [failed]}", {"status": "failed"}, True),
     # every listed condition must hold
     ("{agents: 'support-*', regions: [EU]}", {}, False),
-    ("{agents: 'support-*', regions: [US], statuses: [completed]}", {}, True),
+    ("{agents: [agent_1, 'support-*'], regions: [US], statuses: [completed]}", {}, True),
 ]
 
 
@@ -232,12 +297,12 @@ def test_match_conditions(match: str, fields: dict[str, Any], expected: bool) ->
 
 def test_omitted_match_matches_every_call() -> None:
     policy_set = policies("policies:\n  - {name: all, delete_after: 1d}\n")
-    assert decide(policy_set, call(metadata=None, deployment_region=None), NOW).action == D
+    assert decide(policy_set, call(metadata=None, deployment_region=None), NOW, *LISTED).action == D
 
 
 def test_no_matching_deletion_rule_keeps_the_call() -> None:
     policy_set = policies("policies:\n  - {name: eu, delete_after: 1d, match: {regions: EU}}\n")
-    assert decide(policy_set, call(), NOW) == Decision(K, Reason.NO_DELETION_RULE)
+    assert decide(policy_set, call(), NOW, *LISTED) == Decision(K, Reason.NO_DELETION_RULE)
 
 
 def test_credit_ties_go_to_the_first_name_whatever_the_order() -> None:
@@ -249,21 +314,21 @@ def test_credit_ties_go_to_the_first_name_whatever_the_order() -> None:
       - {name: gamma, delete_after: 720h}
     """
     # 4w = 28 days is the shortest; without it, beta, gamma and zeta tie at 30 days.
-    assert decide(policies(text), call(), NOW).credited_policy == "alpha"
+    assert decide(policies(text), call(), NOW, *LISTED).credited_policy == "alpha"
     without_alpha = text.replace("- {name: alpha, delete_after: 4w, match: {regions: US}}", "")
-    assert decide(policies(without_alpha), call(), NOW).credited_policy == "beta"
+    assert decide(policies(without_alpha), call(), NOW, *LISTED).credited_policy == "beta"
 
 
 def test_zero_duration_deletes_at_once_but_not_in_the_future() -> None:
     sweep = policies("policies:\n  - {name: erase, delete_after: 0d, match: {metadata: {c: x}}}\n")
-    assert decide(sweep, call(age=timedelta(0), metadata={"c": "x"}), NOW).action == D
+    assert decide(sweep, call(age=timedelta(0), metadata={"c": "x"}), NOW, *LISTED).action == D
     future = call(age=-timedelta(seconds=1), metadata={"c": "x"})
-    assert decide(sweep, future, NOW) == Decision(K, Reason.NOT_YET_DUE, "erase")
+    assert decide(sweep, future, NOW, *LISTED) == Decision(K, Reason.NOT_YET_DUE, "erase")
 
 
 def test_retention_rules_alone_never_delete() -> None:
     holds = policies("policies:\n  - {name: h, retain_for: 1h}\n")
-    assert decide(holds, call(), NOW) == Decision(K, Reason.NO_DELETION_RULE)
+    assert decide(holds, call(), NOW, *LISTED) == Decision(K, Reason.NO_DELETION_RULE)
 
 
 def test_memo_limits_do_not_change_decisions() -> None:
@@ -272,7 +337,7 @@ def test_memo_limits_do_not_change_decisions() -> None:
     )
     for i in range(20_000):  # more distinct values than the memo holds
         expected = D if str(i).startswith("1") else K
-        got = decide(policy_set, call(metadata={"customer_id": f"cus_{i}"}), NOW).action
+        got = decide(policy_set, call(metadata={"customer_id": f"cus_{i}"}), NOW, *LISTED).action
         assert got == expected
 
 
@@ -285,7 +350,7 @@ def test_an_empty_agent_name_falls_back_to_the_listed_name_as_explain_does() -> 
     """
     policy_set = policies(text)
     nameless = call(agent_name="")
-    assert decide(policy_set, nameless, NOW, "support-bot") == Decision(
+    assert decide(policy_set, nameless, NOW, "agent_1", "support-bot") == Decision(
         K, Reason.HELD, "all-1d", "support-hold"
     )
-    assert policy_set.by_name("support-hold").matches(nameless, "support-bot")
+    assert policy_set.by_name("support-hold").matches(nameless, Listed("agent_1", "support-bot"))

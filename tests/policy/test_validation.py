@@ -126,9 +126,9 @@ CASES: list[tuple[str, str, list[str]]] = [
     ),
     (
         "unknown region, lowercase region",
-        "policies:\n  - name: a\n    delete_after: 1d\n    match:\n      regions: [US, eu, APC]\n",
+        "policies:\n  - name: a\n    delete_after: 1d\n    match:\n      regions: [US, EUR, APC]\n",
         [
-            "p.yaml:5: policy 'a': match.regions[1]: unknown region `eu`; regions are US, EU "
+            "p.yaml:5: policy 'a': match.regions[1]: unknown region `EUR`; regions are US, EU "
             "and APAC (did you mean `EU`?)",
             "p.yaml:5: policy 'a': match.regions[2]: unknown region `APC`; regions are US, EU "
             "and APAC (did you mean `APAC`?)",
@@ -309,7 +309,7 @@ def test_all_problems_are_reported_at_once_one_per_line() -> None:
 def test_duplicate_names_across_files_name_both_places(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("policies:\n  - name: x\n    delete_after: 1d\n")
     (tmp_path / "b.yml").write_text(
-        "policies:\n  - {name: y, delete_after: 1d}\n  - {name: x, delete_after: 2d}\n"
+        "policies:\n  - {name: w, delete_after: 1d}\n  - {name: x, delete_after: 2d}\n"
     )
     with pytest.raises(PolicyError) as caught:
         load_policies([tmp_path])
@@ -321,14 +321,14 @@ def test_duplicate_names_across_files_name_both_places(tmp_path: Path) -> None:
 
 def test_problems_of_several_files_are_listed_together(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("policies:\n  - {name: x, delete_after: 1 d}\n")
-    (tmp_path / "b.yaml").write_text("policies:\n  - {name: y, retain_for: forevr}\n")
+    (tmp_path / "b.yaml").write_text("policies:\n  - {name: z, retain_for: forevr}\n")
     with pytest.raises(PolicyError) as caught:
         load_policies([tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"])
     assert [str(p) for p in caught.value.problems] == [
         f"{tmp_path / 'c.yaml'}: no such file or directory",
         f"{tmp_path / 'a.yaml'}:2: policy 'x': delete_after: bad duration `1 d`: did you mean "
         "`1d`?",
-        f"{tmp_path / 'b.yaml'}:2: policy 'y': retain_for: bad duration `forevr`; write an "
+        f"{tmp_path / 'b.yaml'}:2: policy 'z': retain_for: bad duration `forevr`; write an "
         "integer and a unit h, d or w, e.g. `90d`",
     ]
 
@@ -410,6 +410,6 @@ def test_huge_numbers_are_problems_not_crashes() -> None:
         "retain without end"
     ]
     big = policies(
-        f"policies:\n  - {{name: a, delete_after: 1d, match: {{metadata: {{n: {digits}}}}}}}\n"
+        f"policies:\n  - {{name: a, delete_after: 1d, match: {{metadata: {{num: {digits}}}}}}}\n"
     )
     assert len(big.policies) == 1
