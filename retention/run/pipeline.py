@@ -26,7 +26,7 @@ from retention.api.errors import (
     Rejected,
     RetriesExhausted,
 )
-from retention.api.models import Agent, Call
+from retention.api.models import Agent, Call, UnreadableCall
 from retention.log import get_logger
 from retention.policy.decision import Action
 from retention.policy.engine import decide
@@ -146,7 +146,10 @@ class Pipeline:
             async for agent in agents:
                 try:
                     async for call in self.client.iter_calls(agent.id):
-                        await self._consider(agent, call, calls)
+                        if isinstance(call, UnreadableCall):
+                            self._unreadable(agent, call)
+                        else:
+                            await self._consider(agent, call, calls)
                 except NotFound:
                     # The agent vanished between GET /agents and its listing: nothing to do.
                     _log.warning("run.agent_gone", agent_id=agent.id)
@@ -156,6 +159,14 @@ class Pipeline:
                 except ApiError as err:
                     self.stats.agents_failed += 1
                     _log.error("run.listing_failed", agent_id=agent.id, error=describe_failure(err))
+
+    def _unreadable(self, agent: Agent, call: UnreadableCall) -> None:
+        """A listed call the models cannot decode: never deleted, counted and named."""
+        self.stats.scanned += 1
+        self.stats.skipped["unreadable"] += 1
+        _log.warning(
+            "run.call_unreadable", call_id=call.id, agent_id=agent.id, problem=call.problem
+        )
 
     async def _consider(
         self, agent: Agent, call: Call, calls: MemoryObjectSendStream[Work]
