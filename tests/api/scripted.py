@@ -69,16 +69,26 @@ class Scripted:
         if answer.drop:
             raise DroppedConnection("scripted drop")
         if answer.chunk_delay:
-            for index in range(len(answer.body)):
-                await anyio.sleep(answer.chunk_delay)
-                chunk = answer.body[index : index + 1]
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            async with anyio.create_task_group() as group:
+                # Stop trickling once the client hangs up, so the server can shut down.
+                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                for index in range(len(answer.body)):
+                    await anyio.sleep(answer.chunk_delay)
+                    chunk = answer.body[index : index + 1]
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+                group.cancel_scope.cancel()
         else:
             await send({"type": "http.response.body", "body": answer.body})
 
     def count(self, method: str) -> int:
         return sum(1 for r in self.received if r.method == method)
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 def in_process(app: Scripted, **options: Any) -> CartesiaClient:
