@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, TypeVar
 from urllib.parse import quote
@@ -23,6 +23,7 @@ import httpx
 import msgspec
 
 from retention import __version__
+from retention.api.decode import decode_agents, decode_call, decode_page
 from retention.api.errors import (
     ApiError,
     AuthError,
@@ -39,7 +40,7 @@ from retention.api.errors import (
     error_identity,
 )
 from retention.api.ids import id_problem, is_valid_id
-from retention.api.models import API_VERSION, Agent, AgentList, Call, UnreadableCall
+from retention.api.models import API_VERSION, Agent, Call, UnreadableCall
 from retention.api.paging import CursorCycle
 from retention.api.retry import RetryPolicy, parse_retry_after
 from retention.api.transport import SpreadTransport
@@ -73,8 +74,6 @@ _TRANSIENT_TRANSPORT: Final = (
     httpx.RemoteProtocolError,
 )
 WHOLE_REQUEST_TIMEOUT: Final = "WholeRequestTimeout"  # the --timeout bound on one attempt
-_TIME_FIELDS: Final = ("start_time", "end_time", "redacted_at")
-_AGENT_TIME_FIELDS: Final = ("created_at", "updated_at", "deleted_at")
 
 _HOST: Final = re.compile(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")  # name, IPv4, IPv6
 
@@ -167,78 +166,6 @@ def _check_api_key(api_key: str | None) -> str:
     if any(ch.isspace() for ch in key) or not key.isascii() or not key.isprintable():
         raise MissingAPIKey("the API key contains spaces or unprintable characters")
     return key
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """The API's timestamps are UTC; a zone-less one is read as UTC, never as local time."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _with_aware_times(item: T, names: tuple[str, ...]) -> T:
-    naive = {
-        name: _aware(getattr(item, name))
-        for name in names
-        if (value := getattr(item, name)) is not None and value.tzinfo is None
-    }
-    return msgspec.structs.replace(item, **naive) if naive else item  # type: ignore[type-var]
-
-
-_SAFE_PROBLEM: Final = re.compile(r"[A-Za-z0-9 `$.\[\]_|,:<>=\-]{1,200}")
-
-
-def _decode_call(body: bytes) -> Call:
-    return _with_aware_times(msgspec.json.decode(body, type=Call), _TIME_FIELDS)
-
-
-class _Identity(msgspec.Struct):
-    id: object = None
-    agent_id: object = None
-
-
-class _RawPage(msgspec.Struct, frozen=True):
-    """`GET /agents/calls` with each call left undecoded, to decode one by one."""
-
-    data: tuple[msgspec.Raw, ...] = ()
-    next_page: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Page:
-    entries: tuple[Call | UnreadableCall, ...]
-    next_page: str | None
-
-
-def _problem(err: msgspec.ValidationError) -> str:
-    """msgspec's account of the mismatch (field path and types), when it quotes no value."""
-    text = str(err)
-    return text if _SAFE_PROBLEM.fullmatch(text) else "does not match the call schema"
-
-
-def decode_entry(raw: bytes) -> Call | UnreadableCall:
-    """One entry of a listing: a Call, or an UnreadableCall naming what did not fit."""
-    try:
-        return _decode_call(raw)
-    except msgspec.ValidationError as err:
-        problem = _problem(err)
-    try:
-        found = msgspec.json.decode(raw, type=_Identity)
-    except msgspec.ValidationError:
-        return UnreadableCall(id=None, agent_id=None, problem=problem)
-    return UnreadableCall(
-        id=found.id if isinstance(found.id, str) else None,
-        agent_id=found.agent_id if isinstance(found.agent_id, str) else None,
-        problem=problem,
-    )
-
-
-def _decode_page(body: bytes) -> _Page:
-    page = msgspec.json.decode(body, type=_RawPage)
-    return _Page(tuple(decode_entry(raw) for raw in page.data), page.next_page)
-
-
-def _decode_agents(body: bytes) -> list[Agent]:
-    agents = msgspec.json.decode(body, type=AgentList).summaries
-    return [_with_aware_times(agent, _AGENT_TIME_FIELDS) for agent in agents]
 
 
 def _require_id(value: str, *, method: Method, route: str) -> str:
@@ -356,12 +283,12 @@ class CartesiaClient:
         Agents whose id is not a usable id (see api.ids) are returned as they are:
         the caller decides; `iter_calls` refuses them with InvalidId.
         """
-        return await self._request("GET", "/agents", "/agents", _decode_agents)
+        return await self._request("GET", "/agents", "/agents", decode_agents)
 
     async def get_call(self, call_id: str) -> Call:
         """One call. InvalidId before sending for an unusable id; a body that does not
         decode is MalformedResponse (retried first), never an UnreadableCall."""
-        return await self._request("GET", CALL_ROUTE, _call_path(call_id, "GET"), _decode_call)
+        return await self._request("GET", CALL_ROUTE, _call_path(call_id, "GET"), decode_call)
 
     async def delete_call(self, call_id: str) -> Call:
         """Redact a call; returns the call as the API answered it (2xx with a Call body).
@@ -373,9 +300,7 @@ class CartesiaClient:
         not a Call: never resent, always `may_have_taken_effect`), ApiError (1xx/3xx),
         InvalidId (before sending). The caller reads the call to learn what happened.
         """
-        return await self._request(
-            "DELETE", CALL_ROUTE, _call_path(call_id, "DELETE"), _decode_call
-        )
+        return await self._request("DELETE", CALL_ROUTE, _call_path(call_id, "DELETE"), decode_call)
 
     async def iter_calls(
         self, agent_id: str, *, page_size: int = MAX_PAGE_SIZE
@@ -410,7 +335,7 @@ class CartesiaClient:
             params = {"agent_id": agent_id, "limit": str(page_size)}
             if cursor is not None:
                 params["starting_after"] = cursor
-            page = await self._request("GET", LIST_ROUTE, LIST_ROUTE, _decode_page, params=params)
+            page = await self._request("GET", LIST_ROUTE, LIST_ROUTE, decode_page, params=params)
             if not page.entries:
                 return
             fresh = [e for e in page.entries if e.id is None or e.id not in previous_ids]
