@@ -251,7 +251,10 @@ class Pipeline:
         except (AuthError, RunStopped):
             raise
         except ApiError as err:
-            return Outcome.failed(describe_failure(err))
+            # E.g. a 2xx whose body does not decode (never resent): ask before judging.
+            return await self._confirm(
+                call, "deleted", describe_failure(err), err.may_have_taken_effect
+            )
         if answer.redacted_at is not None:
             return Outcome.redacted("deleted", answer)
         return await self._confirm(call, "deleted", "answered without redacted_at", True)
