@@ -34,11 +34,88 @@ SENSITIVE_KEYS: Final = frozenset(
 )
 _KEY_PATTERN: Final = re.compile(r"sk_car_[A-Za-z0-9_\-]+|Bearer\s+\S+")
 REDACTED: Final = "[redacted]"
+# Escapes a key may hide behind: JSON/Python `\uXXXX` `\UXXXXXXXX` `\xXX`, percent
+# `%XX` and HTML `&#NN;`/`&#xXX;`, any hex case. A token holding one is also read
+# decoded; when a key shows there, the whole token is blanked.
+_ESCAPE: Final = re.compile(
+    r"\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}|\\x[0-9A-Fa-f]{2}|%[0-9A-Fa-f]{2}"
+    r"|&#[0-9]{1,7};|&#[xX][0-9A-Fa-f]{1,6};"
+)
+_TOKEN: Final = re.compile(r"[^\s\"']+")
+_DECODE_ROUNDS: Final = 4  # double (and deeper) encodings are unwrapped too
+MIN_SECRET_CHARS: Final = 8  # shorter "secrets" would blank ordinary words
+_MAX_SECRETS: Final = 32
+_secrets: dict[str, None] = {}  # known keys, newest last (an ordered, bounded set)
+
+
+def register_secret(secret: str) -> None:
+    """Scrub this exact value (a configured API key) from every output, in any encoding,
+    whatever its shape. Values under 8 characters are ignored."""
+    if len(secret) >= MIN_SECRET_CHARS:
+        _secrets.pop(secret, None)
+        _secrets[secret] = None
+        while len(_secrets) > _MAX_SECRETS:
+            del _secrets[next(iter(_secrets))]
+
+
+def _unescape_one(match: re.Match[str]) -> str:
+    escape = match.group(0)
+    if escape.startswith("&#"):
+        body = escape[2:-1]
+        code = int(body[1:], 16) if body[:1] in ("x", "X") else int(body)
+    else:
+        code = int(escape[2:] if escape[0] == "\\" else escape[1:], 16)
+    return chr(code) if code <= 0x10FFFF else escape
+
+
+def decoded_view(text: str) -> str:
+    """`text` with every escape above decoded, repeatedly (a few rounds)."""
+    for _ in range(_DECODE_ROUNDS):
+        decoded = _ESCAPE.sub(_unescape_one, text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def _holds_secret(text: str) -> bool:
+    return _KEY_PATTERN.search(text) is not None or any(s in text for s in _secrets)
+
+
+def _scrub_token(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if _ESCAPE.search(token) is None:
+        return token
+    return REDACTED if _holds_secret(decoded_view(token)) else token
 
 
 def scrub_text(text: str) -> str:
-    """Blank out anything in free text that looks like a Cartesia API key or bearer token."""
-    return _KEY_PATTERN.sub(REDACTED, text)
+    """Blank out anything in free text that looks like a Cartesia API key or bearer
+    token, or is a registered secret, whether written plainly or escaped."""
+    text = _KEY_PATTERN.sub(REDACTED, text)
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    if "\\" not in text and "%" not in text and "&#" not in text:
+        return text
+    return _TOKEN.sub(_scrub_token, text)
+
+
+def _scrub_value(value: object) -> object:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, BaseException):
+        return scrub_text(f"{type(value).__name__}: {value}")
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if str(key).lower() in SENSITIVE_KEYS else _scrub_value(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub_value(item) for item in value]
+    return value  # numbers, dates, enums: rendered by the renderer, nothing free-form
 
 
 def redact_processor(
@@ -46,13 +123,10 @@ def redact_processor(
 ) -> MutableMapping[str, Any]:
     """structlog processor: the last guard against secrets and personal data."""
     for key in list(event_dict):
-        value = event_dict[key]
         if key.lower() in SENSITIVE_KEYS:
             event_dict[key] = REDACTED
-        elif isinstance(value, str):
-            event_dict[key] = scrub_text(value)
-        elif isinstance(value, BaseException):
-            event_dict[key] = scrub_text(f"{type(value).__name__}: {value}")
+        elif key not in ("exc_info", "stack_info"):
+            event_dict[key] = _scrub_value(event_dict[key])
     return event_dict
 
 

@@ -110,3 +110,17 @@ class CallPage(msgspec.Struct, frozen=True):
 
     data: tuple[Call, ...] = ()
     next_page: str | None = None
+
+
+class UnreadableCall(msgspec.Struct, frozen=True):
+    """An entry of a call listing that does not decode into a `Call`.
+
+    Yielded in its place so one odd value never stops the rest of the listing; the
+    run skips it. `id` and `agent_id` are kept only when the entry holds them as
+    strings (they are not checked as ids here); `problem` names the field and the
+    type that did not fit, never the value.
+    """
+
+    id: str | None
+    agent_id: str | None
+    problem: str

@@ -18,6 +18,8 @@ from typing import Final
 
 # 401/403 are never retried, whatever the server's headers say: a wrong key stays wrong.
 NEVER_RETRIED: Final = frozenset({401, 403})
+DEFAULT_BUDGET_FACTOR: Final = 4.0  # a request's time budget: 4 x --timeout...
+DEFAULT_BUDGET_FLOOR: Final = 120.0  # ...and at least two minutes
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
@@ -83,7 +85,10 @@ class RetryPolicy:
     # "not terminal", which the caller must decide by reading the call, so GET only.
     conflict_retry_methods: frozenset[str] = frozenset({"GET"})
     retry_transport_errors: bool = True  # timeouts, refused and dropped connections
-    retry_malformed: bool = True  # a truncated body is a transient fault
+    retry_malformed: bool = True  # a truncated body is a transient fault (GET only)
+    # Seconds all attempts of one request may take, waits and 429s included, after
+    # which it gives up; None: max(4 x the per-attempt timeout, 120 s).
+    budget: float | None = None
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +100,14 @@ class RetryPolicy:
             raise ValueError("delays must not be negative")
         if not 0.0 <= self.jitter <= 1.0:
             raise ValueError("jitter must be between 0 and 1")
+        if self.budget is not None and not (math.isfinite(self.budget) and self.budget > 0):
+            raise ValueError("budget must be a positive number of seconds")
+
+    def time_budget(self, request_seconds: float) -> float:
+        """Seconds one request may take over all its attempts (see `budget`)."""
+        if self.budget is not None:
+            return self.budget
+        return max(DEFAULT_BUDGET_FACTOR * request_seconds, DEFAULT_BUDGET_FLOOR)
 
     def retryable_status(self, method: str, status: int, headers: Mapping[str, str]) -> bool:
         """Whether an HTTP error answer is worth another attempt."""

@@ -12,15 +12,31 @@ several small pools, and each connection's socket is looked up once and kept.
 
 from __future__ import annotations
 
+import select
+import socket
 import ssl
 import typing
 from typing import Final
 
 import httpcore
 import httpx
-from httpcore._utils import is_socket_readable
 
 CONNECTIONS_PER_POOL: Final = 4
+
+
+def is_socket_readable(sock: socket.socket | None) -> bool:
+    """Whether a read would return at once: data waiting, or the peer closed (an idle
+    pooled connection that is readable is dead). A socket without a descriptor counts
+    as readable, as its next read ends. What httpcore asks through `is_readable`."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    if not hasattr(select, "poll"):  # e.g. Windows
+        readable, _, _ = select.select([fd], [], [], 0)
+        return bool(readable)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _SocketCachingStream(httpcore.AsyncNetworkStream):

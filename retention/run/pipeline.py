@@ -26,7 +26,7 @@ from retention.api.errors import (
     RetriesExhausted,
 )
 from retention.api.ids import id_problem, is_valid_id
-from retention.api.models import Agent, Call
+from retention.api.models import Agent, Call, UnreadableCall
 from retention.log import get_logger
 from retention.policy.decision import Action, Reason
 from retention.policy.engine import decide
@@ -42,6 +42,7 @@ _log = get_logger(__name__)
 LISTING_TASKS: Final = 4
 NO_LONGER_TERMINAL: Final = "not deleted: the call is no longer terminal"
 INVALID_ID: Final = "invalid_id"  # skip reason: an id that may not go into a URL
+UNREADABLE: Final = "unreadable"  # skip reason: a listed call the models cannot decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,12 @@ def describe_failure(err: ApiError) -> str:
     if isinstance(err, RetriesExhausted):
         return f"gave up after {err.attempts} attempts: {what}"
     return f"{type(err).__name__}: {what}"
+
+
+def reached_server(err: ApiError) -> bool:
+    """Whether a DELETE of ours may have reached the server: any HTTP answer did (a 429
+    or a 404 included), and so did a failure after the request may have been written."""
+    return err.may_have_taken_effect or err.status is not None
 
 
 class Pipeline:
@@ -154,7 +161,10 @@ class Pipeline:
                     continue
                 try:
                     async for call in self.client.iter_calls(agent.id):
-                        await self._consider(agent, call, calls)
+                        if isinstance(call, UnreadableCall):
+                            self._unreadable(agent, call)
+                        else:
+                            await self._consider(agent, call, calls)
                 except NotFound:
                     # The agent vanished between GET /agents and its listing: nothing to do.
                     _log.warning("run.agent_gone", agent_id=agent.id)
@@ -164,6 +174,13 @@ class Pipeline:
                 except ApiError as err:
                     self.stats.agents_failed += 1
                     _log.error("run.listing_failed", agent_id=agent.id, error=describe_failure(err))
+
+    def _unreadable(self, agent: Agent, call: UnreadableCall) -> None:
+        """A listed call the models cannot decode: never deleted, counted and named."""
+        self.stats.scanned += 1
+        self.stats.skipped[UNREADABLE] += 1
+        shown = call.id if is_valid_id(call.id) else None  # an odd id may hold anything
+        _log.warning("run.call_unreadable", call_id=shown, agent_id=agent.id, problem=call.problem)
 
     async def _consider(
         self, agent: Agent, call: Call, calls: MemoryObjectSendStream[Work]
@@ -254,9 +271,9 @@ class Pipeline:
             return await self._confirm(call, describe_failure(err), reached=True)
         except AuthError as err:
             self.control.stop(StopReason.CREDENTIALS)
-            return await self._confirm(call, describe_failure(err), may_have_reached(err))
+            return await self._confirm(call, describe_failure(err), reached_server(err))
         except ApiError as err:
-            return await self._confirm(call, describe_failure(err), may_have_reached(err))
+            return await self._confirm(call, describe_failure(err), reached_server(err))
         if answer.redacted_at is not None and answer.id == call.id:
             return Outcome.redacted("deleted", answer)
         cause = "answered without redacted_at" if answer.id == call.id else "answered another call"
@@ -282,12 +299,6 @@ class Pipeline:
         if not fresh.terminal:
             return Outcome.failed(NO_LONGER_TERMINAL)
         return Outcome.failed(cause)
-
-
-def may_have_reached(err: ApiError) -> bool:
-    """Whether any DELETE attempt behind `err` may have reached the server: every HTTP
-    answer did, and so did any failure after the request may have been written."""
-    return bool(getattr(err, "may_have_taken_effect", True))
 
 
 def run_counts(stats: RunStats) -> dict[str, Any]:

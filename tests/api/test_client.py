@@ -8,6 +8,7 @@ import pytest
 
 from retention.api.client import CartesiaClient
 from retention.api.errors import AuthError, NotFound, PaginationError, Rejected
+from retention.api.models import Call
 from retention.sandbox import Behaviour, Dataset, DatasetSpec, Faults, SandboxApp
 from tests.api.conftest import NOW, in_process, status_count
 
@@ -18,6 +19,7 @@ async def test_both_headers_go_with_every_request(app: SandboxApp, client: Carte
     # The sandbox answers 401 without the bearer key and 400 without Cartesia-Version.
     agents = await client.list_agents()
     call = await anext(client.iter_calls(agents[0].id))
+    assert isinstance(call, Call)
     await client.get_call(call.id)
     assert app.stats.requests.total() == status_count(app, 200) == 3
     assert app.stats.transcript_requests == 0  # never expand=transcript
@@ -70,6 +72,7 @@ async def test_timestamps_are_aware_and_a_naive_one_is_read_as_utc(
     assert fetched.start_time == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert fetched.end_time is None
     async for listed in client.iter_calls(call.agent_id):
+        assert isinstance(listed, Call)
         for stamp in (listed.start_time, listed.end_time, listed.redacted_at):
             assert stamp is None or stamp.tzinfo is not None
 
