@@ -135,6 +135,20 @@ def run_holds_lock(path: Path) -> bool:
     return False
 
 
+def _held_by_another(path: Path, deadline: float) -> bool:
+    """Whether someone holds the lock of the existing file `path` (tried until `deadline`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return not _flock_patiently(fd, deadline)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _flock_patiently(fd: int, deadline: float) -> bool:
     """An exclusive `flock` on `fd`; False when someone still holds it at `deadline`."""
     while True:
@@ -157,8 +171,9 @@ def _reason(err: OSError) -> str:
 class AuditLog:
     """An audit log opened for appending, under its lock. Use as a context manager."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, patience: float = LOCK_PATIENCE) -> None:
         self.path = path
+        self.patience = patience  # seconds to wait for a held lock before exit 6
         self.resolved = resolve_log(path)  # the file itself, whatever `path` spells
         self._lock_fd: int | None = None
         self._fd: int | None = None
@@ -178,9 +193,9 @@ class AuditLog:
         """Take the locks, check the file, repair a torn tail, scan the log, open it."""
         try:
             self.resolved = resolve_log(self.path)
-            deadline = time.monotonic() + LOCK_PATIENCE
+            deadline = time.monotonic() + self.patience
             self._acquire_lock(deadline)
-            self._refuse_symlink()
+            self._refuse_symlink(deadline)
             self._open_file(deadline)
             self.scan = self._scan()
         except BaseException:
@@ -216,13 +231,17 @@ class AuditLog:
             raise self._locked(sidecar)
         self._lock_fd = fd
 
-    def _refuse_symlink(self) -> None:
-        if os.path.islink(self.path):
-            raise AuditLogError(
-                f"is a symlink (to {self.resolved}); point --audit-log at the real file: "
-                "a link can be swapped under a running job",
-                where=str(self.path),
-            )
+    def _refuse_symlink(self, deadline: float) -> None:
+        """A symlink is never used; but if a run holds the file it names, say that (exit 6)."""
+        if not os.path.islink(self.path):
+            return
+        if _held_by_another(self.resolved, deadline):
+            raise self._locked(self.resolved)
+        raise AuditLogError(
+            f"is a symlink (to {self.resolved}); point --audit-log at the real file: "
+            "a link can be swapped under a running job",
+            where=str(self.path),
+        )
 
     def _open_file(self, deadline: float) -> None:
         # The resolved name, never following a link: one swapped in since is refused.
