@@ -135,20 +135,6 @@ def run_holds_lock(path: Path) -> bool:
     return False
 
 
-def _held_by_another(path: Path, deadline: float) -> bool:
-    """Whether someone holds the lock of the existing file `path` (tried until `deadline`)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        return not _flock_patiently(fd, deadline)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
 def _flock_patiently(fd: int, deadline: float) -> bool:
     """An exclusive `flock` on `fd`; False when someone still holds it at `deadline`."""
     while True:
@@ -193,9 +179,9 @@ class AuditLog:
         """Take the locks, check the file, repair a torn tail, scan the log, open it."""
         try:
             self.resolved = resolve_log(self.path)
+            self._refuse_symlink()
             deadline = time.monotonic() + self.patience
             self._acquire_lock(deadline)
-            self._refuse_symlink(deadline)
             self._open_file(deadline)
             self.scan = self._scan()
         except BaseException:
@@ -231,11 +217,11 @@ class AuditLog:
             raise self._locked(sidecar)
         self._lock_fd = fd
 
-    def _refuse_symlink(self, deadline: float) -> None:
-        """A symlink is never used; but if a run holds the file it names, say that (exit 6)."""
+    def _refuse_symlink(self) -> None:
+        """A symlink is never used, nor locked; if a run holds its file, say that (exit 6)."""
         if not os.path.islink(self.path):
             return
-        if _held_by_another(self.resolved, deadline):
+        if run_holds_lock(self.resolved):  # a momentary probe a run's patience absorbs
             raise self._locked(self.resolved)
         raise AuditLogError(
             f"is a symlink (to {self.resolved}); point --audit-log at the real file: "
