@@ -21,6 +21,7 @@ import click
 
 from retention.api.client import CartesiaClient, check_base_url
 from retention.audit.evidence import (
+    LIVE_RUN_NOTE,
     check_report_path,
     evidence,
     summary_text,
@@ -31,7 +32,9 @@ from retention.audit.proof import ApiProof, prove_against_api
 from retention.audit.verify import LogSummary, verify_log
 from retention.errors import ExitCode, UserError
 from retention.log import configure, get_logger
+from retention.run.audit import run_holds_lock
 from retention.run.limiter import RateLimiter
+from retention.run.paths import check_outputs
 from retention.settings import resolve_api_key, resolve_base_url
 
 PROGRESS_EVERY_SECONDS: Final = 5.0
@@ -99,11 +102,14 @@ async def _prove(path: Path, summary: LogSummary, options: ApiOptions) -> ApiPro
 
 def verify_command(path: Path, *, report: Path | None, api: ApiOptions | None) -> int:
     """Run the whole command; returns the exit status (UserError for exit 2)."""
+    check_outputs(path, {"--report": report})  # never overwrite the log being verified
     if report is not None:
         check_report_path(report)
     if api is not None:
         check_base_url(api.base_url)  # refuse a bad URL before reading millions of lines
-    summary = verify_log(path)
+    summary = verify_log(path, lock_probe=run_holds_lock)
+    if summary.run_holds_lock:
+        click.echo(f"retention: {LIVE_RUN_NOTE}", err=True)
     proof: ApiProof | None = None
     if api is not None and summary.intact:
         configure()  # progress and client retries log to stderr, never amid the summary

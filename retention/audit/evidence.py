@@ -23,6 +23,9 @@ from retention.errors import UserError
 REPORT_SUFFIXES: Final = (".md", ".json")
 RUNS_PRINTED: Final = 20
 OUTCOME_ORDER: Final = ("deleted", "already_redacted", "not_found", "failed")
+LIVE_RUN_NOTE: Final = (
+    "a run holds the lock: intents still being settled are reported as in flight, not as broken"
+)
 
 
 class ReportPathError(UserError):
@@ -49,8 +52,20 @@ def iso(instant: datetime | None) -> str | None:
 def verdict_line(summary: LogSummary, proof: ApiProof | None) -> str:
     if summary.problem is not None:
         return f"BROKEN at {summary.problem}"
+    if summary.run_holds_lock:
+        text = "INTACT so far: the chain holds" if proof is None else _proof_verdict(proof)
+        return f"{text}; {_in_flight(summary)}"
     if proof is None:
         return "INTACT: the chain holds and every delete_requested has one outcome"
+    return _proof_verdict(proof)
+
+
+def _in_flight(summary: LogSummary) -> str:
+    text = f"a run holds the lock: {summary.in_flight} delete_requested in flight"
+    return text + (", its last line being written" if summary.writing_line else "")
+
+
+def _proof_verdict(proof: ApiProof) -> str:
     if proof.refused_status is not None:
         return f"UNPROVEN: the API refused the credentials (HTTP {proof.refused_status})"
     if proof.holds:
@@ -83,6 +98,8 @@ def evidence(summary: LogSummary, proof: ApiProof | None, *, made_at: datetime) 
             "intact": summary.intact,
             "text": verdict_line(summary, proof),
             "problems": summary.problems,
+            "run_holds_lock": summary.run_holds_lock,
+            "in_flight": summary.in_flight,
             "first_problem": None
             if problem is None
             else {"line": problem.line, "kind": problem.kind, "detail": problem.detail},
@@ -154,6 +171,7 @@ def to_markdown(data: dict[str, Any]) -> str:
         "# Audit log evidence",
         "",
         f"- Verdict: **{verdict['text']}**",
+        *([f"- Note: {LIVE_RUN_NOTE}"] if verdict["run_holds_lock"] else []),
         f"- Verified at: {data['verified_at']} by {data['tool']['name']} {data['tool']['version']}",
         f"- File: `{log['path']}` ({log['bytes']} bytes, {log['lines']} lines)",
         f"- SHA-256 of the file: `{log['sha256']}`",
@@ -269,5 +287,7 @@ def summary_text(summary: LogSummary, proof: ApiProof | None) -> str:
             )
         if check["mismatches_not_listed"]:
             out.append(f"  …and {check['mismatches_not_listed']} more")
+    if summary.run_holds_lock:
+        out.append(f"lock        {LIVE_RUN_NOTE}")
     out.append(f"verdict     {verdict_line(summary, proof)}")
     return "\n".join(out)

@@ -19,12 +19,18 @@ Rules, in the order a line is checked:
 A break in 1 or 2 stops the chain check (nothing after it can be trusted); the
 file is still read to the end for its digest and line count. Errors of 3 and 4
 leave the chain intact, so checking goes on and the earliest line is reported.
+
+While a run holds the log's lock (probed before and, if the end of the file needs
+it, after reading), the end of the file is still being written: intents still open
+there are being settled by that run and a last line without its newline is being
+written. Both are reported as in flight, never as a break.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +109,9 @@ class LogSummary:
     problem: Problem | None = None
     problems: int = 0
     chain_checked_lines: int = 0  # lines whose chain link held
+    run_holds_lock: bool = False  # a live run was appending while the file was read
+    in_flight: int = 0  # intents open at the end that the live run is still settling
+    writing_line: bool = False  # the last line was still being written by the live run
 
     @property
     def intact(self) -> bool:
@@ -157,10 +166,16 @@ class Verifier:
         self._previous_hash = GENESIS_HASH
         self._halted = False
         self._open: dict[str, OpenIntent] = {}  # call_id -> intent; bounded by work in flight
+        self._unfinished_line: int | None = None  # a last line without its newline
 
     @property
     def open_intents(self) -> int:
         return len(self._open)
+
+    @property
+    def tail_pending(self) -> bool:
+        """Whether the end of the file reads differently if a run is still writing it."""
+        return self._unfinished_line is not None or (not self._halted and bool(self._open))
 
     def _report(self, line: int, kind: ProblemKind, detail: str) -> None:
         summary = self.summary
@@ -179,8 +194,9 @@ class Verifier:
         if raw.too_long:
             self._halt(raw.number, "bad_json", "line too long to be an audit record")
             return
-        if not raw.complete:
-            self._halt(raw.number, "truncated", "truncated: the last line has no newline")
+        if not raw.complete:  # always the last line; `finish` decides what it means
+            self._unfinished_line = raw.number
+            self._halted = True
             return
         try:
             record = parse_line(raw.data)
@@ -316,8 +332,23 @@ class Verifier:
         self.summary.by_policy.setdefault(policy, Counter())[event] += 1
         run.outcomes[event] += 1
 
-    def finish(self, *, sha256: str, size: int) -> LogSummary:
-        self.summary.sha256, self.summary.size = sha256, size
+    def finish(self, *, sha256: str, size: int, run_holds_lock: bool = False) -> LogSummary:
+        """End of file. With `run_holds_lock`, its end is in flight, not broken."""
+        summary = self.summary
+        summary.sha256, summary.size = sha256, size
+        summary.run_holds_lock = run_holds_lock
+        if self._unfinished_line is not None:
+            if run_holds_lock:
+                summary.writing_line = True
+            else:
+                self._report(
+                    self._unfinished_line, "truncated", "truncated: the last line has no newline"
+                )
+        if run_holds_lock:
+            # Open intents at the end: the live run writes their outcomes (or, for a
+            # killed run's intents, its recovery does). Any break before stays a break.
+            summary.in_flight = len(self._open) if self._unfinished_line is None else 0
+            return summary
         # After a chain break the rest is unread, so open intents prove nothing.
         if not self._halted and self._open:
             call_id, first = next(iter(self._open.items()))
@@ -333,8 +364,19 @@ class Verifier:
         return self.summary
 
 
-def verify_log(path: Path) -> LogSummary:
-    """Stream the log at `path` and return what it proves (raises AuditFileError if unreadable)."""
+def _no_run(_path: Path) -> bool:
+    """No run is appending: the file is read as final."""
+    return False
+
+
+def verify_log(path: Path, *, lock_probe: Callable[[Path], bool] = _no_run) -> LogSummary:
+    """Stream the log at `path` and return what it proves (raises AuditFileError if unreadable).
+
+    `lock_probe(path)` tells whether a run holds the log's lock (the command passes
+    `retention.run.audit.run_holds_lock`); it is asked before reading, and after if
+    the end of the file needs it. The default says no run ever does.
+    """
+    live = lock_probe(path)
     with open_log(path) as stream:
         verifier = Verifier(path)
         reader = DigestingReader(stream)
@@ -346,4 +388,8 @@ def verify_log(path: Path) -> LogSummary:
                 f"read failed after line {verifier.summary.lines} ({type(err).__name__})",
                 where=str(path),
             ) from None
-        return verifier.finish(sha256=reader.digest.hexdigest(), size=reader.size)
+        # A run that started while the file was read: its tail is in flight too.
+        live = live or (verifier.tail_pending and lock_probe(path))
+        return verifier.finish(
+            sha256=reader.digest.hexdigest(), size=reader.size, run_holds_lock=live
+        )

@@ -1,12 +1,23 @@
 """The audit log on disk: the run's lock, the start-up scan, and crash-safe appends.
 
-- A run holds an exclusive `flock` on the sidecar `<audit-log>.lock` for its whole life,
-  so two runs never interleave lines; a second run is refused (exit 6).
-- At start the log is streamed once, line by line: the chain continues from the last
-  line's `seq` and `hash`, and `delete_requested` lines with no outcome (a killed run)
-  are collected for recovery. That set is bounded by the killed run's work in flight.
+- The log has one identity, whatever path names it. The path is resolved first
+  (`os.path.realpath`: symlinked directories, `.` and `..`), and a run holds two
+  exclusive `flock`s for its whole life: on the sidecar `<resolved-log>.lock` (taken
+  before the log is opened, so it also guards a log not created yet, and excludes
+  older versions, which lock that same sidecar) and on the log file itself, so a hard
+  link or any other name for the same inode is excluded too. A second run on the
+  same file, by any name, is refused (exit 6). A lock is waited for briefly
+  (`LOCK_PATIENCE`), only so that `audit verify`'s momentary probe never fails a run.
+- The log must be the real file: a symlink as the last component is refused (exit 2;
+  a symlink can be swapped under a running job). An existing log that group or others
+  may read or write is tightened to 0600 on its open descriptor, with a warning; when
+  that is not allowed (another user's file), exit 2 naming the fix.
+- At start the log is streamed once, through the locked descriptor, line by line: the
+  chain continues from the last line's `seq` and `hash`, and `delete_requested` lines
+  with no outcome (a killed run) are collected for recovery. That set is bounded by
+  the killed run's work in flight.
 - A torn last line (no trailing newline: the process died inside a write) is moved to
-  `<audit-log>.torn` and cut off, with a warning, so the chain stays verifiable. Since
+  `<resolved-log>.torn` and cut off, with a warning, so the chain stays verifiable. Since
   an intent is fsync'd before its DELETE is sent, a torn intent was never acted on,
   and a torn outcome leaves its intent open, which recovery then resolves.
 - Each line is written with one `os.write` of the whole line, and a batch of lines is
@@ -19,6 +30,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +45,11 @@ from retention.log import get_logger
 _log = get_logger(__name__)
 
 FILE_MODE: Final = 0o600
+# How long a run waits for a lock someone holds before exit 6. A run holds its lock
+# for its whole life; `audit verify` holds one for microseconds (see `run_holds_lock`).
+LOCK_PATIENCE: Final = 0.5
+_LOCK_POLL: Final = 0.02
+_LOCK_BUSY: Final = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 
 class AuditLogLocked(UserError):
@@ -78,12 +95,59 @@ def utc_timestamp(instant: datetime | None = None) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def resolve_log(path: Path) -> Path:
+    """The one name of the file `path` reaches: symlinks, `.` and `..` resolved."""
+    return Path(os.path.realpath(path))
+
+
 def lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
+    """The lock sidecar of the log `path` names: `<resolved log>.lock`."""
+    resolved = resolve_log(path)
+    return resolved.with_name(resolved.name + ".lock")
 
 
 def torn_path(path: Path) -> Path:
-    return path.with_name(path.name + ".torn")
+    """Where a torn last line of the log `path` names is kept: `<resolved log>.torn`."""
+    resolved = resolve_log(path)
+    return resolved.with_name(resolved.name + ".torn")
+
+
+def run_holds_lock(path: Path) -> bool:
+    """Whether a run holds the lock of the log `path` names, right now.
+
+    A probe: a shared `flock` taken and released at once on the log and on its sidecar
+    (a run's exclusive lock refuses it). A run starting in that instant waits for it
+    (`LOCK_PATIENCE`) instead of failing. Nothing is created.
+    """
+    resolved = resolve_log(path)
+    for target in (resolved, lock_path(resolved)):
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in _LOCK_BUSY:
+                return True
+        finally:
+            os.close(fd)  # releases the probe's lock
+    return False
+
+
+def _flock_patiently(fd: int, deadline: float) -> bool:
+    """An exclusive `flock` on `fd`; False when someone still holds it at `deadline`."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in _LOCK_BUSY or time.monotonic() >= deadline:
+                if err.errno in _LOCK_BUSY:
+                    return False
+                raise
+            time.sleep(_LOCK_POLL)
+        else:
+            return True
 
 
 def _reason(err: OSError) -> str:
@@ -93,8 +157,10 @@ def _reason(err: OSError) -> str:
 class AuditLog:
     """An audit log opened for appending, under its lock. Use as a context manager."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, patience: float = LOCK_PATIENCE) -> None:
         self.path = path
+        self.patience = patience  # seconds to wait for a held lock before exit 6
+        self.resolved = resolve_log(path)  # the file itself, whatever `path` spells
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self.scan = ScanResult()
@@ -110,50 +176,77 @@ class AuditLog:
         self.close()
 
     def open(self) -> ScanResult:
-        """Take the lock, repair a torn tail, scan the log and open it for appending."""
+        """Take the locks, check the file, repair a torn tail, scan the log, open it."""
         try:
-            self._acquire_lock()
-            self._open_file()
+            self.resolved = resolve_log(self.path)
+            self._refuse_symlink()
+            deadline = time.monotonic() + self.patience
+            self._acquire_lock(deadline)
+            self._open_file(deadline)
             self.scan = self._scan()
         except BaseException:
             self.close()
             raise
         return self.scan
 
-    def _acquire_lock(self) -> None:
-        sidecar = lock_path(self.path)
+    def _locked(self, what: Path) -> AuditLogLocked:
+        return AuditLogLocked(
+            f"another run holds the lock {what}; wait for it to finish "
+            "(two runs must never append to one audit log at once)",
+            where=str(self.path),
+        )
+
+    def _acquire_lock(self, deadline: float) -> None:
+        sidecar = lock_path(self.resolved)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(sidecar, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            fd = os.open(sidecar, flags, FILE_MODE)
         except OSError as err:
             raise AuditLogError(
                 f"cannot open the lock file {sidecar} ({_reason(err)})", where="--audit-log"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            taken = _flock_patiently(fd, deadline)
         except OSError as err:
             os.close(fd)
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise AuditLogLocked(
-                    f"another run holds the lock {sidecar}; wait for it to finish "
-                    "(two runs must never append to one audit log at once)",
-                    where=str(self.path),
-                ) from None
             raise AuditLogError(
                 f"cannot lock {sidecar} ({_reason(err)})", where="--audit-log"
             ) from None
+        if not taken:
+            os.close(fd)
+            raise self._locked(sidecar)
         self._lock_fd = fd
 
-    def _open_file(self) -> None:
-        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+    def _refuse_symlink(self) -> None:
+        """A symlink is never used, nor locked; if a run holds its file, say that (exit 6)."""
+        if not os.path.islink(self.path):
+            return
+        if run_holds_lock(self.resolved):  # a momentary probe a run's patience absorbs
+            raise self._locked(self.resolved)
+        raise AuditLogError(
+            f"is a symlink (to {self.resolved}); point --audit-log at the real file: "
+            "a link can be swapped under a running job",
+            where=str(self.path),
+        )
+
+    def _open_file(self, deadline: float) -> None:
+        # The resolved name, never following a link: one swapped in since is refused.
+        path = self.resolved
+        flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             try:
-                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, FILE_MODE)
                 self.created = True
             except FileExistsError:
-                fd = os.open(self.path, flags)
+                fd = os.open(path, flags)
         except IsADirectoryError:
             raise AuditLogError("is a directory, not an audit log", where=str(self.path)) from None
         except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise AuditLogError(
+                    f"{path} is a symlink; point --audit-log at the real file",
+                    where=str(self.path),
+                ) from None
             raise AuditLogError(
                 f"cannot open the audit log for appending ({_reason(err)})", where=str(self.path)
             ) from None
@@ -161,22 +254,47 @@ class AuditLog:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise AuditLogError("is not a regular file", where=str(self.path))
+        # The file's own lock: a hard link (another name, same inode) is excluded too.
+        try:
+            taken = _flock_patiently(fd, deadline)
+        except OSError as err:
+            raise AuditLogError(
+                f"cannot lock the audit log ({_reason(err)})", where=str(self.path)
+            ) from None
+        if not taken:
+            raise self._locked(path)
         if self.created:
-            _fsync_dir(self.path.parent)
+            _fsync_dir(path.parent)
         elif info.st_mode & 0o077:
-            _log.warning(
-                "audit.permissions",
-                path=str(self.path),
-                mode=oct(stat.S_IMODE(info.st_mode)),
-                hint="the audit log is readable by group or others; chmod 600 it",
-            )
+            self._tighten(fd, stat.S_IMODE(info.st_mode))
+
+    def _tighten(self, fd: int, mode: int) -> None:
+        """Group or others may read the log: make it 0600, or refuse when not ours to."""
+        try:
+            os.fchmod(fd, FILE_MODE)
+        except OSError as err:
+            raise AuditLogError(
+                f"group or others may read it (mode {mode:o}) and it cannot be tightened "
+                f"({_reason(err)}); run `chmod 600 {self.resolved}` as its owner",
+                where=str(self.path),
+            ) from None
+        _log.warning(
+            "audit.permissions_tightened",
+            path=str(self.path),
+            mode_was=oct(mode),
+            mode=oct(FILE_MODE),
+            hint="the audit log was readable by group or others; it is now owner-only",
+        )
 
     def _scan(self) -> ScanResult:
         """Stream the file once: last seq/hash, open intents, a torn tail."""
         assert self._fd is not None
         result = ScanResult()
         offset = 0  # byte offset of the line being read
-        with open(self.path, "rb", buffering=1 << 20) as stream:
+        # Read through the locked descriptor (a duplicate, from the start): the same file.
+        duplicate = os.dup(self._fd)
+        os.lseek(duplicate, 0, os.SEEK_SET)
+        with os.fdopen(duplicate, "rb", buffering=1 << 20) as stream:
             for raw in iter_lines(stream):
                 if raw.too_long:
                     raise self._damaged(raw.number, "a line far too long to be an audit record")
@@ -222,9 +340,10 @@ class AuditLog:
     def _cut_torn_tail(self, offset: int, data: bytes, number: int) -> None:
         """Keep the torn fragment aside for forensics, then cut it off the log."""
         assert self._fd is not None
-        aside = torn_path(self.path)
+        aside = torn_path(self.resolved)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(aside, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            fd = os.open(aside, flags, FILE_MODE)
             try:
                 _write_all(fd, data + b"\n")
                 os.fsync(fd)

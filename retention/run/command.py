@@ -1,8 +1,9 @@
 """`retention run`: validate everything, take the audit log, run, report, export, exit.
 
 Order matters: every input a user can get wrong (flags, report path, policies, key,
-base URL, audit log and its lock) is checked before the first request; the key itself
-is checked by the first request (GET /agents), before any deletion.
+base URL, output paths, audit log and its lock) is checked before the first request;
+an output may not name the audit log, its lock or torn file, or a policy file. The
+key itself is checked by the first request (GET /agents), before any deletion.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from retention.run.audit import AuditLog, AuditWriteError
 from retention.run.control import STOP_EXIT_CODES, RunControl, RunGate, RunStopped, StopReason
 from retention.run.journal import Journal
 from retention.run.limiter import RateLimiter
+from retention.run.paths import check_outputs
 from retention.run.pipeline import LISTING_TASKS, Pipeline, run_counts
 from retention.run.progress import print_summary, show_progress
 from retention.run.recovery import RecoveryIncomplete, recover
@@ -110,6 +112,11 @@ class RunSettings:
 
 def run_command(settings: RunSettings) -> int:
     """Run once and return the exit code. Raises UserError for bad input (exit 2 or 6)."""
+    check_outputs(
+        settings.audit_log,
+        {"--report": settings.report, "--metrics-file": settings.metrics_file},
+        policies=[Path(source.path) for source in settings.policies.sources],
+    )
     check_base_url(settings.base_url)
     report = Report(settings.report) if settings.report else None
     stats = RunStats(dry_run=not settings.execute)
