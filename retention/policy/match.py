@@ -149,8 +149,10 @@ class Condition(ABC):
 
 @dataclass(frozen=True, slots=True)
 class AgentsCondition(Condition):
-    """`every` is set for a deletion rule: then every present name must match;
-    for a retention rule any one is enough (see the module docstring)."""
+    """`every` is set for a deletion rule: then the agent must match by every id it has
+    (the listed id, and the call's `agent_id` when present), or by every name it has
+    (the listed name and the call's `agent_name`, those present, at least one): the
+    sources of one kind must agree. For a retention rule any one of the four is enough."""
 
     key: ClassVar[str] = "agents"
     globs: Globs
@@ -161,12 +163,11 @@ class AgentsCondition(Condition):
         listed_id, listed_name, call_id, call_name = names
         # The listed id always counts, even empty: a call of no known agent never matches.
         if self.every:
-            return (
-                globs(listed_id)
-                and (not listed_name or globs(listed_name))
-                and (not call_id or globs(call_id))
-                and (not call_name or globs(call_name))
+            by_id = globs(listed_id) and (not call_id or globs(call_id))
+            by_name = (bool(listed_name) or bool(call_name)) and (
+                (not listed_name or globs(listed_name)) and (not call_name or globs(call_name))
             )
+            return by_id or by_name
         return (
             globs(listed_id)
             or (bool(listed_name) and globs(listed_name))
@@ -180,8 +181,8 @@ class AgentsCondition(Condition):
     def describe(self) -> str:
         if self.every:
             return (
-                f"the agent is {_quoted(self.globs.patterns)} by every id and name it has "
-                "(as listed and as the call says)"
+                f"the agent is {_quoted(self.globs.patterns)} by all its ids or by all its "
+                "names (as listed and as the call says)"
             )
         return (
             f"the agent is {_quoted(self.globs.patterns)} by any id or name it has "
@@ -196,12 +197,15 @@ class AgentsCondition(Condition):
         patterns = _quoted(self.globs.patterns)
         if self.every:
             failed = [f"{what} `{value}`" for what, value in present if not self.globs(value)]
-            return f"{_plain(tuple(failed))} is not {patterns} (a deletion needs every one)"
+            return (
+                f"{_plain(tuple(failed))} is not {patterns} "
+                "(a deletion needs all its ids, or all its names, to match)"
+            )
         shown = [f"{what} `{value}`" for what, value in present]
         return f"none of {_plain(tuple(shown))} is {patterns}"
 
     def covers(self, other: Condition) -> bool:
-        # Any/every aside: whatever `other` matches, the listed id matches, and so here.
+        # Any or all: every text `other` matches also matches here, so any identity does.
         return isinstance(other, AgentsCondition) and self.globs.covers(other.globs)
 
     def signature(self) -> tuple[object, ...]:

@@ -26,8 +26,8 @@ def test_a_policy_in_plain_words() -> None:
     )
     assert describe_policy(policy_set.policies[0]) == [
         "support-90d (p.yaml:3): delete after 90 days",
-        "  matches: the agent is `support-*` or `agent_3fa9` by every id and name it has (as "
-        "listed and as the call says); the region is US or "
+        "  matches: the agent is `support-*` or `agent_3fa9` by all its ids or by all its "
+        "names (as listed and as the call says); the region is US or "
         "EU; the status is completed or failed; metadata `env` is `production`; metadata `tier` "
         "is `free` or `trial`",
         "  deletes them once 90 days old",

@@ -47,7 +47,7 @@ def _any(patterns: list[str], values: list[str]) -> bool:
     deletion=PATTERNS,
     retention=st.one_of(st.none(), PATTERNS),
 )
-def test_retention_holds_on_any_name_deletion_needs_every_present_name(
+def test_retention_holds_on_any_name_deletion_needs_all_ids_or_all_names(
     listed_id: str,
     listed_name: str | None,
     call_id: str,
@@ -69,7 +69,12 @@ def test_retention_holds_on_any_name_deletion_needs_every_present_name(
         assert got == Decision(Action.SKIP, Reason.INCONSISTENT)
         return
     present = [v for v in (listed_id, listed_name, call_id, call_name) if v]
-    deletes = all(_any(deletion, [v]) for v in present)
+    ids = [listed_id, *([call_id] if call_id else [])]
+    names = [n for n in (listed_name, call_name) if n]
+    # A deletion needs its ids to agree on matching, or its names (at least one) to.
+    deletes = all(_any(deletion, [i]) for i in ids) or (
+        bool(names) and all(_any(deletion, [n]) for n in names)
+    )
     holds = retention is not None and _any(retention, present)
     if not deletes:
         expected = Decision(Action.KEEP, Reason.NO_DELETION_RULE)
@@ -174,7 +179,7 @@ def test_explain_judges_the_call_under_its_agent_and_keeps_it_when_names_disagre
     policy_file.write_text(
         "policies:\n"
         f"  - {{name: by-agent, delete_after: 1d, "
-        f'match: {{agents: ["{agent_id}", "{agent_name}"]}}}}\n'
+        f'match: {{agents: ["{agent_name}"]}}}}\n'
         '  - {name: old-name-hold, retain_for: 1h, match: {agents: "renamed-*"}}\n'
     )
     argv = ["explain", call_id, "--policies", str(policy_file), "--base-url", url]

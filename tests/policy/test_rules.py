@@ -247,26 +247,29 @@ MATCH_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("{metadata: {tier: '*'}}", {"metadata": {"tier": ""}}, True),
     ("{metadata: {}}", {"metadata": None}, True),
     # globs: *, ?, [...], [!...]; case-sensitive; whole text (the call's agent is
-    # agent_1, named support-us: a deletion needs both its id and its name to match)
-    ("{agents: [agent_1, 'support-*']}", {}, True),
-    ("{agents: [agent_1, 'support']}", {}, False),
-    ("{agents: [agent_1, 'SUPPORT-*']}", {}, False),
-    ("{agents: [agent_1, 'support-u?']}", {}, True),
-    ("{agents: [agent_1, 'support-?']}", {}, False),
-    ("{agents: [agent_1, 'support-[uv]s']}", {}, True),
-    ("{agents: [agent_1, 'support-[!u]s']}", {}, False),
-    ("{agents: [agent_1, 'support-[a-z]s']}", {}, True),
+    # agent_1, named support-us both as listed and by the call)
+    ("{agents: 'support-*'}", {}, True),
+    ("{agents: 'support'}", {}, False),
+    ("{agents: 'SUPPORT-*'}", {}, False),
+    ("{agents: 'support-u?'}", {}, True),
+    ("{agents: 'support-?'}", {}, False),
+    ("{agents: 'support-[uv]s'}", {}, True),
+    ("{agents: 'support-[!u]s'}", {}, False),
+    ("{agents: 'support-[a-z]s'}", {}, True),
     ("{agents: '*'}", {}, True),
-    # a deletion rule matches only when every present id and name matches
-    ("{agents: 'support-*'}", {}, False),
-    ("{agents: agent_1}", {}, False),
-    ("{agents: agent_1}", {"agent_name": None, "_listed_name": None}, True),
-    ("{agents: agent_1}", {"agent_name": "", "_listed_name": ""}, True),
-    ("{agents: [agent_1, support-us]}", {"agent_name": None}, True),
-    ("{agents: [agent_1, support-us]}", {"agent_id": ""}, True),
-    ("{agents: [agent_1, support-us]}", {"agent_name": "billing"}, False),
-    ("{agents: [agent_1, support-us]}", {"_listed_name": "billing"}, False),
-    ("{agents: [agent_1, support-us]}", {"agent_name": None, "_listed_name": "billing"}, False),
+    # a deletion rule matches when every id present matches, or every name present does
+    ("{agents: agent_1}", {}, True),
+    ("{agents: agent_1}", {"agent_name": "billing"}, True),  # the id is stable
+    ("{agents: agent_1}", {"agent_id": ""}, True),
+    ("{agents: 'agent_*'}", {"agent_name": None, "_listed_name": None}, True),
+    ("{agents: 'support-*'}", {"agent_name": None, "_listed_name": None}, False),
+    ("{agents: 'support-*'}", {"agent_name": "", "_listed_name": ""}, False),
+    ("{agents: 'support-*'}", {"agent_name": None}, True),
+    ("{agents: 'support-*'}", {"_listed_name": None}, True),
+    ("{agents: support-us}", {"agent_name": "billing"}, False),  # renamed: names disagree
+    ("{agents: support-us}", {"_listed_name": "billing"}, False),
+    ("{agents: support-us}", {"agent_name": None, "_listed_name": "billing"}, False),
+    ("{agents: [support-us, billing]}", {"agent_name": "billing"}, True),
     ("{agents: ['agent_*', 'support-*']}", {"agent_name": "support-eu"}, True),
     # regions and statuses: any of the listed values
     ("{regions: [US, EU]}", {}, True),
