@@ -65,6 +65,17 @@ MATRIX: dict[str, tuple[Faults, Behaviour]] = {
 }
 
 
+# How a 429 case opens: a bucket of one request per two seconds, so the run's second
+# request (the first listing, sent right after `GET /agents`) is refused whatever the
+# machine's speed; from that 429 on, the case's own faults apply. Without this opening the
+# 429s depended on speed: the sandbox answers within one event-loop step, so its in-flight
+# count never passes 1, and a run slowed by a busy machine stays under 60 requests/s.
+OPENING: dict[str, Faults] = {
+    "429-storm": Faults(rate=0.5),
+    "429-without-retry-after-ms": Faults(rate=0.5, retry_after_ms=False),
+}
+
+
 def fault_fired(name: str, sandbox: Sandbox) -> bool:
     """Evidence from the sandbox's counters that the fault under test happened."""
     stats = sandbox.app.stats
@@ -150,8 +161,12 @@ def test_fault_then_rerun_converges(
     faults, behaviour = MATRIX[name]
     policies = write_policies(tmp_path / "policies")
     audit_log = tmp_path / "audit.jsonl"
-    with running_sandbox(SPEC, faults, behaviour) as sandbox:
-        first = invoke(run_argv(sandbox.url, policies, audit_log), capfd, monkeypatch)
+    with running_sandbox(SPEC, OPENING.get(name, faults), behaviour) as sandbox:
+        with when(
+            lambda: sandbox.count("", 429) >= 1,
+            lambda: setattr(sandbox.app, "faults", faults),
+        ):
+            first = invoke(run_argv(sandbox.url, policies, audit_log), capfd, monkeypatch)
         assert fault_fired(name, sandbox)
         assert_clean_failure(first)
         assert_consistent(sandbox, audit_log, EXPECTED)
