@@ -55,3 +55,17 @@ def test_bad_flags_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--rate" in err
+
+
+@pytest.mark.parametrize("call_id", ["../agents", "a/b", "a?b", "a#b", "a%2F", "a b", "x" * 129])
+def test_explain_refuses_an_unusable_call_id_before_anything(
+    call_id: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No key and an unreachable base URL: the id is refused first, before either is used.
+    monkeypatch.delenv("CARTESIA_API_KEY", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["explain", call_id, "--base-url", "http://127.0.0.1:9"])
+    assert exited.value.code == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("retention: error: CALL_ID: not a usable call id")

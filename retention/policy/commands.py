@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import click
 
+from retention.api.ids import id_problem
 from retention.api.models import Call
 from retention.errors import ExitCode, UserError
 from retention.policy.describe import describe_policy, explain_lines, warnings
@@ -63,6 +64,9 @@ def explain_command(
     api_key_file: Path | None,
 ) -> int:
     """Fetch one call and show how every policy sees it, and the final decision."""
+    problem = id_problem(call_id)
+    if problem is not None:  # refused before anything is read or sent
+        raise UserError(f"not a usable call id: {problem}", where="CALL_ID")
     instant = parse_now(now)
     ignored: list[Path] = []
     policy_set = load_policies(policy_paths, ignored)  # bad policies: exit 2 before any request

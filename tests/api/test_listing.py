@@ -152,6 +152,30 @@ async def test_agents_with_unusable_ids_are_listed_for_the_run_to_decide() -> No
     assert app.count("GET") == 1
 
 
+async def test_one_odd_agent_never_hides_the_others() -> None:
+    """An agent entry that does not fit the model keeps its id (or "" when the id is not
+    text, which no request accepts) and loses its name; the others are as they were."""
+    body = {
+        "summaries": [
+            {"id": "agent_a", "name": "support-a"},
+            {"id": "agent_b", "name": 42, "deleted_at": "not a time"},
+            {"id": 7, "name": "support-c"},
+            "not an object",
+            {"id": "agent_d", "name": "support-d", "phone_numbers": [{"number": "+15550100"}]},
+        ]
+    }
+    app = Scripted(lambda _request: Answer(200, json.dumps(body).encode()))
+    async with in_process(app) as client:
+        agents = await client.list_agents()
+    assert [(a.id, a.name) for a in agents] == [
+        ("agent_a", "support-a"),
+        ("agent_b", ""),
+        ("", ""),
+        ("", ""),
+        ("agent_d", "support-d"),
+    ]
+
+
 async def test_a_last_entry_without_a_usable_id_continues_from_next_page_or_stops() -> None:
     def answer(request: Received) -> Answer:
         after = request.query.get("starting_after")

@@ -10,8 +10,9 @@ true is kept forever. Rules of issue 17 the oracle applies:
 - a list or object under `env` matches nothing; under `hold` (a key a retention
   rule names) it means "never delete";
 - a call listed under agent A whose own `agent_id` is another is never deleted;
-  a deletion rule's `agents` holds only when every present identity (listed id,
-  listed name, the call's `agent_id`, the call's `agent_name`) matches;
+  a deletion rule's `agents` holds only when every present id (listed id, the
+  call's `agent_id`) matches, or every present name (listed name, the call's
+  `agent_name`, at least one) does;
 - an id with URL characters or over 128 characters never goes into a URL.
 """
 
@@ -83,9 +84,12 @@ def deletable(call: CallSpec, world: World) -> tuple[bool, str]:
     own_agent = body.get("agent_id")
     if own_agent is not None and own_agent != listed.id:
         return False, "listed under another agent"
-    identities = [listed.id, listed.name, own_agent, body.get("agent_name")]
-    if not all(fnmatchcase(i, "support-*") for i in identities if isinstance(i, str)):
-        return False, "an agent identity is not support-*"
+    ids = [i for i in (listed.id, own_agent) if isinstance(i, str) and i]
+    names = [n for n in (listed.name, body.get("agent_name")) if isinstance(n, str) and n]
+    by_id = all(fnmatchcase(i, "support-*") for i in ids)
+    by_name = bool(names) and all(fnmatchcase(n, "support-*") for n in names)
+    if not (by_id or by_name):
+        return False, "neither all its ids nor all its names are support-*"
     region = body.get("deployment_region")
     if not isinstance(region, str) or region.upper() not in ("US", "EU"):
         return False, f"region {region!r}"
