@@ -128,6 +128,18 @@ def audit() -> None:
 @_api_key_file_option
 @_rate_option("Requests per second at most, as a run (with --api).")
 @_concurrency_option("Requests in flight at most, as a run (with --api).")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Check every checkpoint's signature against these keys; repeatable (rotated keys).",
+)
+@click.option(
+    "--witness",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Prove the log still holds every checkpoint witnessed in this directory.",
+)
 def audit_verify(
     file: Path,
     against_api: bool,
@@ -136,12 +148,29 @@ def audit_verify(
     api_key_file: Path | None,
     rate: float,
     concurrency: int,
+    public_keys: tuple[Path, ...],
+    witness: Path | None,
 ) -> int:
     """Check FILE's hash chain and intents; with --api, re-read each redacted call."""
     from retention.audit.command import api_options, verify_command
 
     options = api_options(base_url, api_key_file, rate, concurrency) if against_api else None
-    return verify_command(file, report=report, api=options)
+    return verify_command(
+        file, report=report, api=options, public_keys=public_keys, witness=witness
+    )
+
+
+@audit.command("keygen")
+@click.argument("key_file", type=click.Path(path_type=Path, dir_okay=False))
+def audit_keygen(key_file: Path) -> int:
+    """Write a new Ed25519 key pair: KEY_FILE (private, 0600) and KEY_FILE.pub."""
+    from retention.audit.signing import keygen
+
+    public, key_id = keygen(key_file)
+    click.echo(f"private key {key_file} (mode 600; give it to the job as --signing-key)")
+    click.echo(f"public key  {public} (give it to auditors: audit verify --public-key)")
+    click.echo(f"fingerprint {key_id}")
+    return 0
 
 
 @cli.command()
@@ -209,6 +238,18 @@ def audit_verify(
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="RETENTION_METRICS_FILE",
     help="Write metrics for node_exporter's textfile collector.",
+)
+@click.option(
+    "--signing-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="RETENTION_SIGNING_KEY",
+    help="Ed25519 private key (0600): append signed checkpoints (see `audit keygen`).",
+)
+@click.option(
+    "--witness",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="RETENTION_WITNESS",
+    help="Directory that also keeps each checkpoint as its own file (needs --signing-key).",
 )
 def run(**flags: Any) -> int:
     """Delete the sensitive data of every call the policies say is due (dry run by default)."""

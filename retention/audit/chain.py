@@ -24,6 +24,8 @@ EVENT_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "already_redacted": ("call_id", "agent_id", "policy", "redacted_at"),
     "not_found": ("call_id", "agent_id", "policy"),
     "failed": ("call_id", "agent_id", "policy", "error"),
+    # A signed checkpoint over the chain up to it (retention/audit/signing.py).
+    "checkpoint": ("covers_seq", "covers_hash", "key", "signature"),
 }
 OUTCOME_EVENTS: Final = frozenset({"deleted", "already_redacted", "not_found", "failed"})
 

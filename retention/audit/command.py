@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from retention.audit.evidence import (
     write_report,
 )
 from retention.audit.proof import ApiProof, prove_against_api
+from retention.audit.signing import load_public_keys
 from retention.audit.verify import LogSummary, verify_log
 from retention.errors import ExitCode, UserError
 from retention.log import configure, get_logger
@@ -100,14 +101,25 @@ async def _prove(path: Path, summary: LogSummary, options: ApiOptions) -> ApiPro
         done()
 
 
-def verify_command(path: Path, *, report: Path | None, api: ApiOptions | None) -> int:
+def verify_command(
+    path: Path,
+    *,
+    report: Path | None,
+    api: ApiOptions | None,
+    public_keys: Sequence[Path] = (),
+    witness: Path | None = None,
+) -> int:
     """Run the whole command; returns the exit status (UserError for exit 2)."""
-    check_outputs(path, {"--report": report})  # never overwrite the log being verified
+    # Never overwrite the log being verified, nor a key.
+    check_outputs(
+        path, {"--report": report}, keep=[(f"the public key {key}", key) for key in public_keys]
+    )
     if report is not None:
         check_report_path(report)
     if api is not None:
         check_base_url(api.base_url)  # refuse a bad URL before reading millions of lines
-    summary = verify_log(path, lock_probe=run_holds_lock)
+    keys = load_public_keys(public_keys) if public_keys else None
+    summary = verify_log(path, lock_probe=run_holds_lock, keys=keys, witness_dir=witness)
     if summary.run_holds_lock:
         click.echo(f"retention: {LIVE_RUN_NOTE}", err=True)
     proof: ApiProof | None = None

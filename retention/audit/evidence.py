@@ -122,7 +122,61 @@ def evidence(summary: LogSummary, proof: ApiProof | None, *, made_at: datetime) 
             "last": iso(summary.last_redacted_at),
         },
         "api_check": None if proof is None else _proof_data(proof),
+        "signatures": _signature_data(summary),
     }
+
+
+def _signature_data(summary: LogSummary) -> dict[str, Any]:
+    """Checkpoints, which key signed which, what no signature covers yet, the witness."""
+    return {
+        "checked": summary.signatures_checked,
+        "checkpoints": summary.checkpoints,
+        "last_checkpoint_seq": summary.last_checkpoint_seq or None,
+        "uncovered_lines": summary.uncovered,
+        "keys": [
+            {
+                "fingerprint": use.key_id,
+                "public_key_file": str(use.path) if use.path else None,
+                "checkpoints": use.checkpoints,
+                "first_seq": use.first_seq,
+                "last_seq": use.last_seq,
+            }
+            for use in summary.signed_by.values()
+        ],
+        "witness": None
+        if summary.witness is None
+        else {
+            "directory": str(summary.witness),
+            "witnessed": summary.witnessed,
+            "found": summary.witness_found,
+        },
+    }
+
+
+def signature_lines(data: dict[str, Any]) -> list[str]:
+    """The signatures part of the summary, one fact a line."""
+    sig = data["signatures"]
+    how = "signature checked" if sig["checked"] else "signature NOT checked (no --public-key)"
+    out = [f"checkpoints {sig['checkpoints']}" + (f", {how}" if sig["checkpoints"] else "")]
+    for key in sig["keys"]:
+        source = f" ({key['public_key_file']})" if key["public_key_file"] else ""
+        out.append(
+            f"  key {key['fingerprint']}{source}: {key['checkpoints']} checkpoints, "
+            f"seq {key['first_seq']}..{key['last_seq']}"
+        )
+    if sig["uncovered_lines"]:
+        after = sig["last_checkpoint_seq"]
+        where = f"after the last checkpoint (seq {after})" if after else "and no checkpoint"
+        out.append(
+            f"not covered {sig['uncovered_lines']} lines {where}: no signature covers them yet"
+        )
+    witness = sig["witness"]
+    if witness is not None:
+        out.append(
+            f"witness     {witness['found']} of {witness['witnessed']} witnessed checkpoints "
+            f"found in the log ({witness['directory']})"
+        )
+    return out
 
 
 def _proof_data(proof: ApiProof) -> dict[str, Any]:
@@ -198,6 +252,8 @@ def to_markdown(data: dict[str, Any]) -> str:
             for name, counts in data["by_policy"].items()
         ],
     )
+    out += ["## Signed checkpoints", ""]
+    out += [f"- {line.strip()}" for line in signature_lines(data)] + [""]
     out += ["## Lines by event", ""]
     out += _md_table(["event", "lines"], [[k, v] for k, v in data["events"].items()])
     check = data["api_check"]
@@ -287,6 +343,7 @@ def summary_text(summary: LogSummary, proof: ApiProof | None) -> str:
             )
         if check["mismatches_not_listed"]:
             out.append(f"  …and {check['mismatches_not_listed']} more")
+    out += signature_lines(data)
     if summary.run_holds_lock:
         out.append(f"lock        {LIVE_RUN_NOTE}")
     out.append(f"verdict     {verdict_line(summary, proof)}")

@@ -16,6 +16,11 @@ Rules, in the order a line is checked:
    closes the intent. An outcome with no open intent (a second outcome, or a forged
    one), an outcome whose agent or policy differs from its intent's, and an intent
    still open at the end of the file are errors.
+5. a `checkpoint` line covers the line before it (`covers_seq`, `covers_hash`) and,
+   given public keys, is signed by one of them over its signed form (signing.py); a
+   checkpoint by an unknown key, or whose signature does not hold, is an error;
+6. given a witness, every witnessed `seq` is in the log with the witnessed `hash`;
+   the first one missing (a log cut short) or different (a rebuilt log) is named.
 A break in 1 or 2 stops the chain check (nothing after it can be trusted); the
 file is still read to the end for its digest and line count. Errors of 3 and 4
 leave the chain intact, so checking goes on and the earliest line is reported.
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +51,8 @@ from retention.audit.reader import (
     open_log,
     parse_line,
 )
+from retention.audit.signing import CHECKPOINT_EVENT, PublicKey, check_signature
+from retention.audit.witness import Witnessed, read_witness
 
 ProblemKind = Literal[
     "truncated",
@@ -57,6 +64,8 @@ ProblemKind = Literal[
     "unresolved_intent",
     "orphan_outcome",
     "intent_mismatch",
+    "checkpoint",
+    "witness",
 ]
 REDACTION_EVENTS: Final = frozenset({"deleted", "already_redacted"})
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
@@ -91,6 +100,17 @@ class OpenIntent:
 
 
 @dataclass(slots=True)
+class KeyUse:
+    """What one key signed: checkpoints from `first_seq` to `last_seq` (their own seq)."""
+
+    key_id: str
+    path: Path | None  # the --public-key file; None when not given (signature unchecked)
+    checkpoints: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+
+
+@dataclass(slots=True)
 class LogSummary:
     """What one pass learnt about the file; `problem` is the earliest broken line."""
 
@@ -112,6 +132,18 @@ class LogSummary:
     run_holds_lock: bool = False  # a live run was appending while the file was read
     in_flight: int = 0  # intents open at the end that the live run is still settling
     writing_line: bool = False  # the last line was still being written by the live run
+    checkpoints: int = 0
+    signatures_checked: bool = False  # public keys were given
+    signed_by: dict[str, KeyUse] = field(default_factory=dict)
+    last_checkpoint_seq: int = 0  # seq of the last checkpoint line that held
+    witness: Path | None = None
+    witnessed: int = 0  # checkpoints in the witness
+    witness_found: int = 0  # of them, found in the log with their hash
+
+    @property
+    def uncovered(self) -> int:
+        """Lines after the last checkpoint: no signature covers them yet."""
+        return self.last_seq - self.last_checkpoint_seq
 
     @property
     def intact(self) -> bool:
@@ -161,8 +193,21 @@ def _dry_run_flag(line: dict[str, Any]) -> bool | None:
 class Verifier:
     """Feed it the file's lines in order, then call `finish()`."""
 
-    def __init__(self, path: Path) -> None:
-        self.summary = LogSummary(path=path)
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keys: Mapping[str, PublicKey] | None = None,
+        witness: Sequence[Witnessed] = (),
+        witness_dir: Path | None = None,
+    ) -> None:
+        self.summary = LogSummary(path=path, signatures_checked=keys is not None)
+        self.summary.witness = witness_dir
+        self.summary.witnessed = len(witness)
+        self._keys = keys
+        self._witness = witness
+        self._next_witnessed = 0  # index of the next witnessed checkpoint to meet
+        self._hash_before = GENESIS_HASH  # the hash the last linked line chained from
         self._previous_hash = GENESIS_HASH
         self._halted = False
         self._open: dict[str, OpenIntent] = {}  # call_id -> intent; bounded by work in flight
@@ -232,7 +277,9 @@ class Verifier:
         if chain_hash(self._previous_hash, record) != recorded:
             self._halt(number, "hash", "hash mismatch: the line was altered, or the one before it")
             return False
+        self._hash_before = self._previous_hash
         self._previous_hash = recorded
+        self._meet_witness(number, seq, recorded)
         self.summary.last_seq = seq
         self.summary.last_hash = recorded
         self.summary.chain_checked_lines += 1
@@ -272,6 +319,64 @@ class Verifier:
             self._intent(number, record)
         elif event in OUTCOME_EVENTS:
             self._outcome(number, event, record, run)
+        elif event == CHECKPOINT_EVENT and not missing:
+            self._checkpoint(number, record)
+
+    def _checkpoint(self, number: int, record: dict[str, Any]) -> None:
+        summary = self.summary
+        seq, key_id = record["seq"], record["key"]
+        if (record["covers_seq"], record["covers_hash"]) != (seq - 1, self._hash_before):
+            self._report(number, "checkpoint", "checkpoint does not cover the line before it")
+            return
+        if not isinstance(key_id, str):
+            self._report(number, "checkpoint", "checkpoint `key` is not a fingerprint")
+            return
+        known: PublicKey | None = None
+        if self._keys is not None:
+            known = self._keys.get(key_id)
+            if known is None:
+                self._report(
+                    number,
+                    "checkpoint",
+                    f"checkpoint signed by an unknown key {key_id[:16]}… "
+                    "(not one of the --public-key files)",
+                )
+                return
+            if not check_signature(record, known.key):
+                self._report(
+                    number,
+                    "checkpoint",
+                    f"forged checkpoint: its signature is not key {key_id[:16]}…'s "
+                    "over this line (the line, or the chain before it, was rewritten)",
+                )
+                return
+        use = summary.signed_by.get(key_id)
+        if use is None:
+            use = summary.signed_by[key_id] = KeyUse(key_id, known.path if known else None)
+            use.first_seq = seq
+        use.checkpoints += 1
+        use.last_seq = seq
+        summary.checkpoints += 1
+        summary.last_checkpoint_seq = seq
+
+    def _meet_witness(self, number: int, seq: int, recorded: str) -> None:
+        """Compare a linked line with the witnessed checkpoint of its seq, if any."""
+        witness = self._witness
+        index = self._next_witnessed
+        while index < len(witness) and witness[index].seq < seq:
+            index += 1  # cannot happen in one file whose seq starts at 1; kept safe
+        self._next_witnessed = index
+        if index < len(witness) and witness[index].seq == seq:
+            self._next_witnessed += 1
+            if witness[index].hash == recorded:
+                self.summary.witness_found += 1
+            else:
+                self._halt(
+                    number,
+                    "witness",
+                    f"witnessed checkpoint seq {seq} ({witness[index].path.name}) has another "
+                    "hash here: the log was rebuilt after an edit",
+                )
 
     def _ids(self, number: int, record: dict[str, Any]) -> tuple[str, str, str] | None:
         ids = record["call_id"], record["agent_id"], record["policy"]
@@ -349,6 +454,14 @@ class Verifier:
             # killed run's intents, its recovery does). Any break before stays a break.
             summary.in_flight = len(self._open) if self._unfinished_line is None else 0
             return summary
+        if not self._halted and self._next_witnessed < len(self._witness):
+            missing = self._witness[self._next_witnessed]
+            self._report(
+                summary.lines + 1,
+                "witness",
+                f"witnessed checkpoint seq {missing.seq} ({missing.path.name}) is missing: "
+                f"the log ends at seq {summary.last_seq}, it was cut short",
+            )
         # After a chain break the rest is unread, so open intents prove nothing.
         if not self._halted and self._open:
             call_id, first = next(iter(self._open.items()))
@@ -369,16 +482,24 @@ def _no_run(_path: Path) -> bool:
     return False
 
 
-def verify_log(path: Path, *, lock_probe: Callable[[Path], bool] = _no_run) -> LogSummary:
+def verify_log(
+    path: Path,
+    *,
+    lock_probe: Callable[[Path], bool] = _no_run,
+    keys: Mapping[str, PublicKey] | None = None,
+    witness_dir: Path | None = None,
+) -> LogSummary:
     """Stream the log at `path` and return what it proves (raises AuditFileError if unreadable).
 
     `lock_probe(path)` tells whether a run holds the log's lock (the command passes
     `retention.run.audit.run_holds_lock`); it is asked before reading, and after if
     the end of the file needs it. The default says no run ever does.
     """
+    # The witness first: a run writes a checkpoint to the log before the witness.
+    witness = read_witness(witness_dir) if witness_dir is not None else []
     live = lock_probe(path)
     with open_log(path) as stream:
-        verifier = Verifier(path)
+        verifier = Verifier(path, keys=keys, witness=witness, witness_dir=witness_dir)
         reader = DigestingReader(stream)
         try:
             for raw in iter_lines(reader):

@@ -30,12 +30,19 @@ from retention.api.client import (
 from retention.api.errors import ApiError, AuthError
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
+from retention.audit.signing import Signer
+from retention.audit.witness import Witness
 from retention.errors import ExitCode, UserError
 from retention.log import configure, get_logger
 from retention.policy.model import PolicySet
 from retention.run.audit import AuditLog, AuditWriteError
 from retention.run.control import STOP_EXIT_CODES, RunControl, RunGate, RunStopped, StopReason
-from retention.run.journal import Journal
+from retention.run.journal import (
+    CHECKPOINT_EVERY_LINES,
+    CHECKPOINT_EVERY_SECONDS,
+    Checkpoints,
+    Journal,
+)
 from retention.run.limiter import RateLimiter
 from retention.run.paths import check_outputs
 from retention.run.pipeline import LISTING_TASKS, Pipeline, run_counts
@@ -81,6 +88,10 @@ class RunSettings:
     shard: Shard | None = None
     pushgateway: str | None = None
     metrics_file: Path | None = None
+    signer: Signer | None = field(default=None, compare=False)  # --signing-key, loaded
+    witness: Path | None = None
+    checkpoint_lines: int = CHECKPOINT_EVERY_LINES
+    checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS
     handle_signals: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     transport: httpx.AsyncBaseTransport | None = field(default=None, compare=False)
@@ -107,7 +118,27 @@ class RunSettings:
             "grace_period": self.grace_period,
             "now": self.now.isoformat().replace("+00:00", "Z"),
             "shard": str(self.shard) if self.shard else None,
+            **self._evidence_options(),
         }
+
+    def _evidence_options(self) -> dict[str, Any]:
+        # Only when signing: logs written without it keep their exact `options`.
+        if self.signer is None:
+            return {}
+        return {
+            "signing_key": self.signer.key_id,  # the fingerprint, never the key
+            "witness": str(self.witness) if self.witness else None,
+        }
+
+    def checkpoints(self) -> Checkpoints | None:
+        if self.signer is None:
+            return None
+        return Checkpoints(
+            self.signer,
+            Witness(self.witness) if self.witness else None,
+            every_lines=self.checkpoint_lines,
+            every_seconds=self.checkpoint_seconds,
+        )
 
 
 def run_command(settings: RunSettings) -> int:
@@ -116,6 +147,9 @@ def run_command(settings: RunSettings) -> int:
         settings.audit_log,
         {"--report": settings.report, "--metrics-file": settings.metrics_file},
         policies=[Path(source.path) for source in settings.policies.sources],
+        keep=[(f"the signing key {settings.signer.path}", settings.signer.path)]
+        if settings.signer
+        else (),
     )
     check_base_url(settings.base_url)
     report = Report(settings.report) if settings.report else None
@@ -230,7 +264,9 @@ async def _run(
         agents = await _list_agents(client, settings.shard)
         stats.agents = len(agents)
         stats.agent_names.update((a.id, a.name) for a in agents)
-        journal = Journal(audit, run_id, buffer=2 * concurrency + 16)
+        journal = Journal(
+            audit, run_id, buffer=2 * concurrency + 16, checkpoints=settings.checkpoints()
+        )
 
         def refresh() -> None:
             stats.requests = client.stats.requests

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from retention.api.client import check_base_url
+from retention.audit.signing import load_signer
+from retention.audit.witness import WitnessError, check_witness_dir
 from retention.log import configure
 from retention.policy.load import load_policies
 from retention.run.command import RunSettings
@@ -54,6 +56,8 @@ def settings_from_flags(
     shard_count: int | None,
     pushgateway: str | None,
     metrics_file: Path | None,
+    signing_key: Path | None = None,
+    witness: Path | None = None,
 ) -> RunSettings:
     """Cheap checks first (flags), then policies, then the key and base URL."""
     if report is not None:
@@ -62,6 +66,13 @@ def settings_from_flags(
     chosen_shard = resolve_shard(shard, shard_count)
     if pushgateway is not None:
         check_pushgateway(pushgateway)
+    if witness is not None and signing_key is None:
+        raise WitnessError(
+            "a witness keeps signed checkpoints: give --signing-key", where="--witness"
+        )
+    if witness is not None:
+        check_witness_dir(witness)
+    signer = load_signer(signing_key) if signing_key is not None else None
     configure()  # the loader's warnings (entries it does not read) go to stderr, as a run's
     policies = load_policies(list(policy_paths))
     url = resolve_base_url(base_url)
@@ -84,4 +95,6 @@ def settings_from_flags(
         shard=chosen_shard,
         pushgateway=pushgateway,
         metrics_file=metrics_file,
+        signer=signer,
+        witness=witness,
     )

@@ -41,7 +41,9 @@ def _same(a: _Identity, b: _Identity) -> bool:
     return a[0] == b[0] or (a[1] is not None and a[1] == b[1])
 
 
-def _kept_files(audit_log: Path, policies: Iterable[Path]) -> list[tuple[str, _Identity]]:
+def _kept_files(
+    audit_log: Path, policies: Iterable[Path], keep: Iterable[tuple[str, Path]] = ()
+) -> list[tuple[str, _Identity]]:
     """Every file an output must not overwrite, with what to call it."""
     named = [
         (f"the audit log {audit_log}", audit_log),
@@ -53,6 +55,7 @@ def _kept_files(audit_log: Path, policies: Iterable[Path]) -> list[tuple[str, _I
         given = audit_log.with_name(audit_log.name + suffix)
         named.append((f"the audit log's {what} {given}", given))
     named += [(f"the policy file {policy}", policy) for policy in policies]
+    named += list(keep)
     return [(label, _identity(path)) for label, path in named]
 
 
@@ -61,13 +64,15 @@ def check_outputs(
     outputs: Mapping[str, Path | None],
     *,
     policies: Iterable[Path] = (),
+    keep: Iterable[tuple[str, Path]] = (),
 ) -> None:
     """Refuse (exit 2, naming the flag) an output that names a file the run must keep.
 
     `outputs` maps each output flag (e.g. `"--report"`) to its path, or None when not
-    given; `policies` are the policy files being loaded. Touches nothing on disk.
+    given; `policies` are the policy files being loaded; `keep` other files that must
+    survive, each with what to call it (a signing key). Touches nothing on disk.
     """
-    kept = _kept_files(audit_log, policies)
+    kept = _kept_files(audit_log, policies, keep)
     seen: list[tuple[str, _Identity]] = []
     for flag, path in outputs.items():
         if path is None:
