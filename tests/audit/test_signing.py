@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -291,3 +295,63 @@ def test_a_witness_file_is_never_overwritten(
     with pytest.raises(WitnessWriteError, match="already holds"):
         Witness(witness).record(11, b"{}\n")
     assert (witness / "checkpoint-000000000011.json").read_bytes() == lines[10]
+
+
+# -- the README's recipes, run as an auditor would run them ----------------------------
+
+_README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def _block_after(marker: str, language: str) -> str:
+    start = _README.index(marker)
+    match = re.search(rf"^```{language}\n(.*?)^```", _README[start:], re.M | re.S)
+    assert match is not None
+    return match.group(1)
+
+
+def test_the_readme_python_recipe_checks_signatures_without_this_tool(
+    tmp_path: Path, keys: dict[str, tuple[Signer, Path]]
+) -> None:
+    signer, public = keys["a"]
+    path, lines = _log(tmp_path, signer)
+    script = tmp_path / "check.py"
+    script.write_text(_block_after("**Signed checkpoints.**", "python"))
+    done = subprocess.run(
+        [sys.executable, str(script), str(path), str(public)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    last = json.loads(lines[-1])
+    assert done.stdout.splitlines()[-1] == (
+        f"signed: seq 1..{last['covers_seq']}, hash {last['covers_hash']}"
+    )
+    # A rebuilt chain makes the recipe fail too.
+    record = json.loads(lines[4])
+    record["redacted_at"] = "2026-11-01T09:00:00Z"
+    write(path, rechain([*lines[:4], json.dumps(record).encode() + b"\n", *lines[5:]]))
+    done = subprocess.run(
+        [sys.executable, str(script), str(path), str(public)], capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "InvalidSignature" in done.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("jq") is None or shutil.which("openssl") is None, reason="needs jq and openssl"
+)
+def test_the_readme_openssl_recipe_checks_the_last_signature(
+    tmp_path: Path, keys: dict[str, tuple[Signer, Path]]
+) -> None:
+    signer, public = keys["a"]
+    _, lines = _log(tmp_path, signer)  # tmp_path/audit.jsonl, as the recipe names it
+    shutil.copy(public, tmp_path / "audit-key.pub")
+    recipe = _block_after("or, for the last checkpoint", "sh")
+    done = subprocess.run(["sh", "-c", recipe], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Signature Verified Successfully" in done.stdout
+    # The last checkpoint with one byte of its signed form changed fails.
+    last = json.loads(lines[-1])
+    last["covers_seq"] -= 1
+    changed = json.dumps(last, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    write(tmp_path / "audit.jsonl", [*lines[:-1], changed])
+    done = subprocess.run(["sh", "-c", recipe], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0
