@@ -113,12 +113,15 @@ def test_validate_warns_about_policies_that_never_take_effect(
         f"matches is kept forever by hold-support ({policies}:2)",
         f"warning: support-any-30d ({policies}:8) can never delete anything: every call it "
         f"matches is kept forever by hold-support ({policies}:2)",
+        f"warning: a permanent retention rule, hold-support, may override part of wipe "
+        f"({policies}:14): their conditions can overlap, and what hold-support ({policies}:2) "
+        "matches is kept",
         f"warning: wipe ({policies}:14) deletes every completed or failed call at once "
         "(delete_after 0d, no conditions)",
         f"warning: support-any-30d ({policies}:8) repeats support-eu-30d ({policies}:5): same "
         "rule, same conditions",
     ]
-    assert "5 policies (4 deletion, 1 retention) from 1 file, 4 warnings" in out
+    assert "5 policies (4 deletion, 1 retention) from 1 file, 5 warnings" in out
 
 
 def test_a_catch_all_hold_shadows_every_deletion(
