@@ -6,6 +6,7 @@ the matchers and the engine stay pure.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,7 +128,7 @@ def hash_phone_command(numbers: Sequence[str]) -> int:
 
     given = list(numbers)
     if not given or given == ["-"]:
-        text: str = click.get_text_stream("stdin").read()
+        text = sys.stdin.read()
         given = [line for line in text.splitlines() if line.strip() and line.strip()[0] != "#"]
         where = "stdin line"
     else:
