@@ -680,11 +680,15 @@ def _parse_phone_numbers(node: Node, where: Where) -> list[Condition]:
     if items is None:
         return []
     digests: set[str] = set()
+    ok = True
+    fullmatch = DIGEST.fullmatch
     for i, item in enumerate(items):
-        value = str(item.value).strip()
-        if DIGEST.fullmatch(value.lower()) and value[:7].lower() == "sha256:":
-            digests.add(value.lower())
-        elif looks_like_number(value):  # never repeat the number in the message
+        value = str(item.value).strip().lower()
+        if fullmatch(value):
+            digests.add(value)
+            continue
+        ok = False
+        if looks_like_number(value):  # never repeat the number in the message
             where.add(
                 item,
                 _at("match.phone_numbers", items, i),
@@ -699,7 +703,7 @@ def _parse_phone_numbers(node: Node, where: Where) -> list[Condition]:
                 "not a phone number's digest: expected `sha256:` and 64 hex digits, as "
                 "printed by `retention hash-phone NUMBER`",
             )
-    if len(digests) != len({str(i.value).strip().lower() for i in items}):
+    if not ok:
         return []
     return [PhoneNumbersCondition(frozenset(digests), items.source)]
 

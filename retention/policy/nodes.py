@@ -174,9 +174,23 @@ def _file_items(node: MappingNode, where: Where, field: str) -> Items | None:
             where.problems.add(mark, err.message, policy=where.policy, field=f"{field}.file")
         return None
     where.problems.value_files.append(source)
-    items = Items(
-        ScalarNode(STR_TAG, line.value, ValueMark(source.path, line.line - 1), None, '"')
-        for line in lines
-    )
+    items = Items(FileValue(value, source.path, line) for value, line in lines)
     items.source = source
     return items
+
+
+class FileValue(ScalarNode):
+    """A value read from a value file: text, as if quoted, whose place (a `ValueMark`) is
+    made only when a problem is reported, so that 100k values load quickly."""
+
+    def __init__(self, value: str, file: str, line: int) -> None:
+        self.tag = STR_TAG
+        self.value = value
+        self.style = '"'
+        self.end_mark = None
+        self._file = file
+        self._line = line
+
+    @property
+    def start_mark(self) -> ValueMark:  # type: ignore[override]
+        return ValueMark(self._file, self._line - 1)

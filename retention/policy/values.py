@@ -37,14 +37,6 @@ class ValueFile:
         return f"one of the {self.count} value{plural} in {self.path} (sha256:{self.sha256[:16]})"
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One value and its 1-based line in the value file."""
-
-    value: str
-    line: int
-
-
 class ValueFileError(Exception):
     """Why a value file cannot be used; `line` when one line is at fault."""
 
@@ -62,20 +54,21 @@ def resolve(written: str, policy_file: str) -> Path:
     return Path(policy_file).parent / path
 
 
-def read_values(path: Path) -> tuple[ValueFile, list[Line]]:
-    """The file's description and its values in order; ValueFileError when unusable."""
+def read_values(path: Path) -> tuple[ValueFile, list[tuple[str, int]]]:
+    """The file's description and its values in order, each with its 1-based line;
+    ValueFileError when unusable."""
     data = _read_bytes(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueFileError("not UTF-8 text", data.count(b"\n", 0, err.start) + 1) from None
-    lines: list[Line] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        value = raw.strip()
-        if value and not value.startswith("#"):
-            if "\x00" in value:
-                raise ValueFileError("a NUL character in a value", number)
-            lines.append(Line(value, number))
+    if "\x00" in text:
+        raise ValueFileError("a NUL character", text.count("\n", 0, text.index("\x00")) + 1)
+    lines = [
+        (value, number)
+        for number, value in enumerate(map(str.strip, text.splitlines()), start=1)
+        if value and value[0] != "#"
+    ]
     if not lines:
         raise ValueFileError(
             "holds no values (only blank lines or # comments), which would match no call"
