@@ -372,12 +372,6 @@ def _sorted(values: frozenset[str], order: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v for v in order if v in values)
 
 
-def _counted(count: int, source: ValueFile | None, what: str) -> str:
-    if source is not None:
-        return f"{what} in {source.path} (sha256:{source.sha256[:16]})"
-    return f"{count} {what}" if count != 1 else f"a {what.rstrip('s')}"
-
-
 @dataclass(frozen=True, slots=True)
 class PhoneNumbersCondition(Condition):
     """The call is to or from a number whose digest is listed (see retention.policy.phones).
@@ -400,8 +394,13 @@ class PhoneNumbersCondition(Condition):
         return self.matches_digests((phone_digest(params.to), phone_digest(params.from_)))
 
     def describe(self) -> str:
-        hashed = _counted(len(self.digests), self.source, "hashed phone numbers")
-        return f"the call is to or from one of the {hashed}"
+        source = self.source
+        if source is not None:
+            where = f"{source.path} (sha256:{source.sha256[:16]})"
+            return f"the call is to or from one of the hashed phone numbers in {where}"
+        if len(self.digests) == 1:
+            return "the call is to or from the hashed phone number given"
+        return f"the call is to or from one of the {len(self.digests)} hashed phone numbers given"
 
     def mismatch(self, call: Call, listed: Listed) -> str:
         # Never a number, nor its digest: only which side was there to compare.

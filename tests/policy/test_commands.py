@@ -3,6 +3,7 @@ explain reads calls from the sandbox over loopback HTTP."""
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -297,3 +298,16 @@ def test_explain_checks_policies_before_any_request(
     )
     assert code == 2
     assert "bad duration `1 week`: did you mean `1w`?" in err
+
+
+def test_the_shipped_phone_sweep_validates_and_names_no_number(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sweep = REPO / "policies" / "sweeps" / "erasure-by-phone.yaml"
+    code, out, _ = run(["validate", str(sweep), str(REPO / "policies" / "legal-hold.yaml")], capsys)
+    assert code == 0
+    assert "matches: the call is to or from the hashed phone number given" in out
+    assert "request: DSR-2026-118" in out
+    digest = "sha256:" + hashlib.sha256(b"+15550104477").hexdigest()
+    assert digest in sweep.read_text()
+    assert "5550104477" not in out
