@@ -115,6 +115,19 @@ def explain(
     )
 
 
+@cli.command("hash-phone")
+@click.argument("numbers", nargs=-1)
+def hash_phone(numbers: tuple[str, ...]) -> int:
+    """Print the sha256: digest of each phone NUMBER, for `phone_numbers` in a policy.
+
+    NUMBER is E.164: +, country code and number (spaces, - . ( ) ignored). With no
+    NUMBER, or -, numbers are read one per line from stdin (out of shell history).
+    """
+    from retention.policy.commands import hash_phone_command
+
+    return hash_phone_command(numbers)
+
+
 @cli.group()
 def audit() -> None:
     """Prove an audit log intact, and true against the API."""

@@ -6,6 +6,7 @@ the matchers and the engine stay pure.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def validate_command(paths: Sequence[Path]) -> int:
         click.echo(f"{count} problem{'s' if count != 1 else ''} in the policy files", err=True)
         return ExitCode.BAD_INPUT
     for source in policy_set.sources:
-        click.echo(f"{source.path}  sha256:{source.sha256[:16]}")
+        values = "" if source.values is None else f"  (value list: {source.values} values)"
+        click.echo(f"{source.path}  sha256:{source.sha256[:16]}{values}")
     click.echo("")
     for policy in policy_set.policies:
         click.echo("\n".join(describe_policy(policy)))
@@ -46,10 +48,13 @@ def validate_command(paths: Sequence[Path]) -> int:
         for warning in found:
             click.echo(f"warning: {warning}")
     deletions = sum(1 for p in policy_set.policies if p.kind == "delete_after")
+    files = sum(1 for s in policy_set.sources if s.values is None)
+    lists = len(policy_set.sources) - files
     click.echo(
         f"\nvalid: {len(policy_set.policies)} policies ({deletions} deletion, "
-        f"{len(policy_set.policies) - deletions} retention) from {len(policy_set.sources)} "
-        f"file{'s' if len(policy_set.sources) != 1 else ''}"
+        f"{len(policy_set.policies) - deletions} retention) from {files} "
+        f"file{'s' if files != 1 else ''}"
+        + (f" and {lists} value list{'s' if lists != 1 else ''}" if lists else "")
         + (f", {len(found)} warning{'s' if len(found) != 1 else ''}" if found else "")
     )
     return ExitCode.OK
@@ -113,3 +118,28 @@ class FetchFailed(UserError):
     """The API could not answer (5xx, retries exhausted): not bad input, so exit 1."""
 
     exit_code = ExitCode.SOME_FAILED
+
+
+def hash_phone_command(numbers: Sequence[str]) -> int:
+    """Print the `sha256:` digest of each phone number, one per line, in order. `-` (or
+    no argument) reads one number per line from stdin, keeping them out of shell history.
+    A number that does not normalise is named by its position, never repeated."""
+    from retention.policy.phones import RULES, digest, normalise
+
+    given = list(numbers)
+    if not given or given == ["-"]:
+        text = sys.stdin.read()
+        given = [line for line in text.splitlines() if line.strip() and line.strip()[0] != "#"]
+        where = "stdin line"
+    else:
+        where = "NUMBER"
+    if not given:
+        raise UserError("no phone numbers given (as arguments, or one per line on stdin)")
+    digests = []
+    for position, text in enumerate(given, start=1):
+        e164 = normalise(text)
+        if e164 is None:
+            raise UserError(f"{where} {position} is not an E.164 phone number: write it as {RULES}")
+        digests.append(digest(e164))
+    click.echo("\n".join(digests))
+    return ExitCode.OK

@@ -59,7 +59,53 @@ def describe_policy(policy: Policy) -> list[str]:
     ]
     if policy.description:
         lines.append(f"  why: {' '.join(policy.description.split())}")
+    lines.extend(f"  {ANNOTATION_WORDS[key]}: {text}" for key, text in policy.annotations)
     return lines
+
+
+ANNOTATION_WORDS = {
+    "legal_basis": "legal basis",
+    "category": "category",
+    "request_id": "request",
+    "case": "case",
+}
+
+
+def annotation_text(policy: Policy) -> str:
+    """A policy's annotations on one line (`legal basis: ...; case: ...`), or ""."""
+    return "; ".join(f"{ANNOTATION_WORDS[key]}: {text}" for key, text in policy.annotations)
+
+
+def may_overlap(a: Policy, b: Policy) -> bool:
+    """Whether some call could match both (conservative: True unless surely not)."""
+    return not any(x.excludes(y) or y.excludes(x) for x in a.conditions for y in b.conditions)
+
+
+def overrides(policy_set: PolicySet) -> list[tuple[Policy, Policy]]:
+    """(sweep, retention rule) pairs where the rule may keep calls the sweep would erase:
+    a sweep is a deletion rule with `delete_after: 0d`."""
+    policies = policy_set.policies
+    sweeps = [p for p in policies if p.kind == Kind.DELETE and p.duration == timedelta(0)]
+    holds = [p for p in policies if p.kind == Kind.RETAIN]
+    return [(s, h) for s in sweeps for h in holds if may_overlap(s, h)]
+
+
+def _span_words(policy: Policy) -> str:
+    """`a 52-week`, `a 90-day`, `a permanent`: a retention rule's span as an adjective."""
+    if policy.forever:
+        return "a permanent"
+    text = policy.duration_text
+    if text[-1:] in _UNIT_WORDS and text[:-1].isdigit():
+        return f"a {int(text[:-1])}-{_UNIT_WORDS[text[-1]]}"
+    return f"a {duration_words(policy)}"
+
+
+def override_words(sweep: Policy, hold: Policy) -> str:
+    """`a 52-week retention rule, contract-hold (case: C-12), may override part of erasure`."""
+    case = f" (case: {hold.case})" if hold.case else ""
+    return (
+        f"{_span_words(hold)} retention rule, {hold.name}{case}, may override part of {sweep.name}"
+    )
 
 
 def covers(holder: Policy, policy: Policy) -> bool:
@@ -81,6 +127,13 @@ def warnings(policy_set: PolicySet) -> list[str]:
                 f"{policy.name} ({policy.where}) can never delete anything: every call it "
                 f"matches is kept forever by {holder.name} ({holder.where})"
             )
+        if holder is None and policy.duration == timedelta(0):
+            for hold in policies:
+                if hold.kind == Kind.RETAIN and may_overlap(policy, hold):
+                    found.append(
+                        f"{override_words(policy, hold)} ({policy.where}): their conditions can "
+                        f"overlap, and what {hold.name} ({hold.where}) matches is kept"
+                    )
         if not policy.conditions and policy.duration == timedelta(0):
             found.append(
                 f"{policy.name} ({policy.where}) deletes every completed or failed call at "

@@ -31,19 +31,28 @@ from retention.policy.decision import (
 from retention.policy.match import (
     AgentsCondition,
     Condition,
+    Deployment,
+    DeploymentsCondition,
+    EndReasonsCondition,
     Identity,
     Listed,
     MetadataCondition,
+    PhoneNumbersCondition,
     RegionsCondition,
+    StartedCondition,
     StatusesCondition,
+    TelephonyCondition,
+    origin_of,
     text_form,
 )
 from retention.policy.model import Kind, Policy
+from retention.policy.phones import phone_digest
 
 MEMO_LIMIT: Final = 8192
 FOREVER: Final = timedelta.max  # any real age is shorter
 _ZERO: Final = timedelta(0)
 K = TypeVar("K", bound=Hashable)
+C = TypeVar("C", bound=Condition)
 
 
 class _Dimension(Generic[K]):
@@ -128,6 +137,37 @@ def _status_test(condition: Condition) -> Callable[[str], bool]:
     return condition.statuses.__contains__
 
 
+def _end_reason_test(condition: Condition) -> Callable[[str | None], bool]:
+    assert isinstance(condition, EndReasonsCondition)
+    return condition.reasons.__contains__
+
+
+def _telephony_test(condition: Condition) -> Callable[[str | None], bool]:
+    assert isinstance(condition, TelephonyCondition)
+    return condition.types.__contains__
+
+
+def _deployment_test(condition: Condition) -> Callable[[Deployment], bool]:
+    assert isinstance(condition, DeploymentsCondition)
+    return condition.matches_deployment
+
+
+def _unmemoised(
+    policies: Sequence[Policy], kind: type[C]
+) -> tuple[int, tuple[tuple[int, tuple[C, ...]], ...]]:
+    """For a part of a call whose values rarely repeat (phone numbers, start times):
+    the policies free of it, and each other policy's bit with its conditions there."""
+    free = 0
+    tests: list[tuple[int, tuple[C, ...]]] = []
+    for i, policy in enumerate(policies):
+        mine = tuple(c for c in policy.conditions if isinstance(c, kind))
+        if mine:
+            tests.append((1 << i, mine))
+        else:
+            free |= 1 << i
+    return free, tuple(tests)
+
+
 def _metadata_test(condition: Condition) -> Callable[[str], bool]:
     """On a canonical text, or on an API string (canonical_text is idempotent, so a
     memo keyed by both agrees)."""
@@ -145,6 +185,16 @@ class PolicyIndex:
         self._agents = _dimension(policies, AgentsCondition.key, _agent_test)
         self._regions = _dimension(policies, RegionsCondition.key, _region_test)
         self._statuses = _dimension(policies, StatusesCondition.key, _status_test)
+        self._end_reasons = _dimension(policies, EndReasonsCondition.key, _end_reason_test)
+        self._telephony = _dimension(policies, TelephonyCondition.key, _telephony_test)
+        self._deployments = _dimension(policies, DeploymentsCondition.key, _deployment_test)
+        self._facts = any(
+            d is not None for d in (self._end_reasons, self._telephony, self._deployments)
+        )
+        # Phone numbers and start times are nearly unique per call: no memo, no cost
+        # unless a policy names them; a call's two digests are computed once.
+        self._phones_free, self._phones = _unmemoised(policies, PhoneNumbersCondition)
+        self._started_free, self._started = _unmemoised(policies, StartedCondition)
         keys = sorted(
             {c.name for p in policies for c in p.conditions if isinstance(c, MetadataCondition)}
         )
@@ -195,6 +245,12 @@ class PolicyIndex:
         if statuses is not None:
             found = statuses.memo.get(call.status)
             mask &= statuses.compute(call.status) if found is None else found
+        if self._facts:
+            mask &= self._call_facts(call)
+        if self._phones:
+            mask &= self._phone_mask(call)
+        if self._started:
+            mask &= self._started_mask(call)
         if self._metadata:
             metadata = call.metadata
             if metadata is None:
@@ -208,6 +264,49 @@ class PolicyIndex:
                 else:
                     found = dim.memo.get(text)
                     mask &= dim.compute(text) if found is None else found
+        return mask
+
+    def _call_facts(self, call: Call) -> int:
+        """The mask of the end reason, telephony account and deployment dimensions."""
+        mask = self._all
+        reasons = self._end_reasons
+        if reasons is not None:
+            found = reasons.memo.get(call.end_reason)
+            mask &= reasons.compute(call.end_reason) if found is None else found
+        telephony = self._telephony
+        if telephony is not None:
+            params = call.telephony_params
+            account = None if params is None else params.account_type
+            found = telephony.memo.get(account)
+            mask &= telephony.compute(account) if found is None else found
+        deployments = self._deployments
+        if deployments is not None:
+            deployment = (call.deployment_id or "", call.deployment_version_id or "")
+            found = deployments.memo.get(deployment)
+            mask &= deployments.compute(deployment) if found is None else found
+        return mask
+
+    def _phone_mask(self, call: Call) -> int:
+        mask = self._phones_free
+        params = call.telephony_params
+        if params is None:  # no telephony data: no phone condition holds
+            return mask
+        digests = (phone_digest(params.to), phone_digest(params.from_))
+        if digests == (None, None):
+            return mask
+        for bit, conditions in self._phones:
+            if all(c.matches_digests(digests) for c in conditions):
+                mask |= bit
+        return mask
+
+    def _started_mask(self, call: Call) -> int:
+        mask = self._started_free
+        origin = origin_of(call)
+        if origin is None:
+            return mask
+        for bit, conditions in self._started:
+            if all(c.matches_origin(origin) for c in conditions):
+                mask |= bit
         return mask
 
     def decide(self, call: Call, now: datetime, listed: Listed) -> Decision:

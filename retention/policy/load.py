@@ -48,7 +48,18 @@ __all__ = [
 MAX_FILE_BYTES: Final = 1 << 20
 SUFFIXES: Final = (".yaml", ".yml")
 TOP_KEYS: Final = ("policies",)
-POLICY_KEYS: Final = ("name", "description", "delete_after", "retain_for", "match")
+POLICY_KEYS: Final = (
+    "name",
+    "description",
+    "delete_after",
+    "retain_for",
+    "match",
+    "legal_basis",
+    "category",
+    "request_id",
+    "case",
+)
+ANNOTATIONS: Final = ("legal_basis", "category", "request_id", "case")
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY  # a FIFO never blocks
 _log = get_logger("retention.policy")
@@ -239,10 +250,15 @@ def parse_policies(
     """Compile (file name, YAML text) pairs; raise PolicyError listing every problem."""
     entries: list[_Entry] = []
     found: list[Problem] = []
+    all_sources = list(sources)
     for name, text in documents:
         problems = Problems(name)
         entries.extend(_parse_file(text, problems))
-        found.extend(sorted(problems.found, key=lambda p: p.line or 0))
+        found.extend(sorted(problems.found, key=lambda p: (p.file != name, p.file, p.line or 0)))
+        for value_file in problems.value_files:  # recorded once, as the policy files are
+            source = PolicySource(value_file.path, value_file.sha256, value_file.count)
+            if source not in all_sources:
+                all_sources.append(source)
     first: dict[str, _Entry] = {}
     for entry in entries:
         if entry.name is None:
@@ -265,7 +281,7 @@ def parse_policies(
         )
     if found:
         raise PolicyError(found)
-    return PolicySet(tuple(policies), tuple(sources))
+    return PolicySet(tuple(policies), tuple(all_sources))
 
 
 def _parse_file(text: str, problems: Problems) -> list[_Entry]:
@@ -413,6 +429,7 @@ def _parse_policy(node: Node, index: int, problems: Problems) -> _Entry:
             where.add(value, "description", refused)
         else:
             description = None if is_null(value) else str(value.value)
+    annotations = _annotations(entries, where)
     rule = _rule(node, entries, where)
     conditions = _conditions(entries, where, problems, label)
     if len(problems.found) > before or name is None or rule is None or conditions is None:
@@ -422,8 +439,44 @@ def _parse_policy(node: Node, index: int, problems: Problems) -> _Entry:
         conditions = tuple(
             replace(c, every=True) if isinstance(c, AgentsCondition) else c for c in conditions
         )
-    policy = Policy(name, rule_kind, duration, text, conditions, description, problems.file, line)
+    if rule_kind == Kind.DELETE and "case" in annotations:
+        where.add(entries["case"][0], "case", "names a hold's case: it belongs to a retention rule")
+        return _Entry(name, problems.file, line, None)
+    if rule_kind == Kind.RETAIN and "request_id" in annotations:
+        where.add(
+            entries["request_id"][0],
+            "request_id",
+            "names a sweep's request: it belongs to a deletion rule",
+        )
+        return _Entry(name, problems.file, line, None)
+    policy = Policy(
+        name,
+        rule_kind,
+        duration,
+        text,
+        conditions,
+        description,
+        problems.file,
+        line,
+        **annotations,
+    )
     return _Entry(name, problems.file, line, policy)
+
+
+def _annotations(entries: dict[str, tuple[ScalarNode, Node]], where: Where) -> dict[str, str]:
+    """The free-text annotations that are set (empty text is as good as absent)."""
+    found: dict[str, str] = {}
+    for key in ANNOTATIONS:
+        if key not in entries:
+            continue
+        value = entries[key][1]
+        if not isinstance(value, ScalarNode) or is_null(value):
+            where.add(value, key, f"expected text, got {kind(value)}")
+        elif (refused := yaml11_problem(value)) is not None:
+            where.add(value, key, refused)
+        elif str(value.value).strip():
+            found[key] = " ".join(str(value.value).split())
+    return found
 
 
 def _rule(

@@ -19,14 +19,17 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import ClassVar, Final
 
 from yaml import MappingNode, Node, ScalarNode
 
 from retention.api.models import (
     DOCUMENTED_STATUSES,
+    END_REASONS,
     REGIONS,
     SDK_STATUSES,
+    TELEPHONY_TYPES,
     TERMINAL_STATUSES,
     Call,
 )
@@ -41,19 +44,27 @@ from retention.policy.nodes import (
     scalar_items,
     yaml11_problem,
 )
+from retention.policy.phones import DIGEST, looks_like_number, phone_digest
 from retention.policy.problems import suggest
+from retention.policy.values import ValueFile
 
 __all__ = [
     "MATCH_KEYS",
     "AgentsCondition",
     "Condition",
+    "DeploymentsCondition",
+    "EndReasonsCondition",
     "Globs",
     "Identity",
     "Listed",
     "MetadataCondition",
+    "PhoneNumbersCondition",
     "RegionsCondition",
+    "StartedCondition",
     "StatusesCondition",
+    "TelephonyCondition",
     "identity",
+    "origin_of",
     "region_of",
     "text_form",
 ]
@@ -96,17 +107,34 @@ def _plain(items: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Globs:
-    """Case-sensitive shell-style patterns, any of which may match, as one compiled regex."""
+    """Case-sensitive shell-style patterns, any of which may match: the plain values in a
+    frozenset (constant time however many a value file lists), the patterns with glob
+    characters as one compiled regex. `source` names the value file they came from."""
 
     patterns: tuple[str, ...]
-    match: Callable[[str], object] = field(init=False, repr=False, compare=False)
+    source: ValueFile | None = field(default=None, compare=False)
+    exact: frozenset[str] = field(init=False, repr=False, compare=False)
+    match: Callable[[str], object] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        regex = re.compile("|".join(fnmatch.translate(p) for p in self.patterns))
-        object.__setattr__(self, "match", regex.match)
+        globs = [p for p in self.patterns if not GLOB_CHARS.isdisjoint(p)]
+        object.__setattr__(
+            self, "exact", frozenset(p for p in self.patterns if GLOB_CHARS.isdisjoint(p))
+        )
+        regex = re.compile("|".join(fnmatch.translate(p) for p in globs)) if globs else None
+        object.__setattr__(self, "match", None if regex is None else regex.match)
 
     def __call__(self, text: str) -> bool:
-        return self.match(text) is not None
+        if text in self.exact:
+            return True
+        match = self.match
+        return match is not None and match(text) is not None
+
+    def words(self) -> str:
+        """The patterns for a description; a value file by its name and size."""
+        if self.source is not None:
+            return self.source.words()
+        return _quoted(self.patterns)
 
     def covers(self, other: Globs) -> bool:
         """True only when every text `other` matches surely matches here (conservative)."""
@@ -146,6 +174,10 @@ class Condition(ABC):
     def signature(self) -> tuple[object, ...]:
         """A comparable form: equal signatures select the same calls."""
 
+    def excludes(self, other: Condition) -> bool:
+        """Whether no call can meet both this and `other` (conservative: False when unsure)."""
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class AgentsCondition(Condition):
@@ -181,11 +213,11 @@ class AgentsCondition(Condition):
     def describe(self) -> str:
         if self.every:
             return (
-                f"the agent is {_quoted(self.globs.patterns)} by all its ids or by all its "
+                f"the agent is {self.globs.words()} by all its ids or by all its "
                 "names (as listed and as the call says)"
             )
         return (
-            f"the agent is {_quoted(self.globs.patterns)} by any id or name it has "
+            f"the agent is {self.globs.words()} by any id or name it has "
             "(as listed or as the call says)"
         )
 
@@ -194,7 +226,7 @@ class AgentsCondition(Condition):
         names = [("listed agent", listed_id), ("listed name", listed_name)]
         names += [("call's agent_id", call_id), ("call's agent_name", call_name)]
         present = [(what, value) for what, value in names if value or what == "listed agent"]
-        patterns = _quoted(self.globs.patterns)
+        patterns = self.globs.words()
         if self.every:
             failed = [f"{what} `{value}`" for what, value in present if not self.globs(value)]
             return (
@@ -239,6 +271,9 @@ class RegionsCondition(Condition):
     def covers(self, other: Condition) -> bool:
         return isinstance(other, RegionsCondition) and other.regions <= self.regions
 
+    def excludes(self, other: Condition) -> bool:
+        return isinstance(other, RegionsCondition) and other.regions.isdisjoint(self.regions)
+
     def signature(self) -> tuple[object, ...]:
         return (self.key, self.regions)
 
@@ -262,6 +297,9 @@ class StatusesCondition(Condition):
 
     def covers(self, other: Condition) -> bool:
         return isinstance(other, StatusesCondition) and other.statuses <= self.statuses
+
+    def excludes(self, other: Condition) -> bool:
+        return isinstance(other, StatusesCondition) and other.statuses.isdisjoint(self.statuses)
 
     def signature(self) -> tuple[object, ...]:
         return (self.key, self.statuses)
@@ -289,7 +327,7 @@ class MetadataCondition(Condition):
         return metadata is not None and self.matches_value(metadata.get(self.name))
 
     def describe(self) -> str:
-        return f"metadata `{self.name}` is {_quoted(self.globs.patterns)}"
+        return f"metadata `{self.name}` is {self.globs.words()}"
 
     def mismatch(self, call: Call, listed: Listed) -> str:
         # Never the call's value: metadata values are personal data.
@@ -307,15 +345,241 @@ class MetadataCondition(Condition):
             and self.globs.covers(other.globs)
         )
 
+    def excludes(self, other: Condition) -> bool:
+        # Only plain values can be told apart for sure; patterns may overlap.
+        return (
+            isinstance(other, MetadataCondition)
+            and other.name == self.name
+            and self.globs.match is None
+            and other.globs.match is None
+            and self.globs.exact.isdisjoint(other.globs.exact)
+        )
+
     def signature(self) -> tuple[object, ...]:
         return (self.dimension, frozenset(self.globs.patterns))
+
+
+def origin_of(call: Call) -> datetime | None:
+    """The instant a call started, as its age counts it: `start_time`, else `end_time`
+    (a call that never connected has only that); without an offset, UTC."""
+    origin = call.start_time if call.start_time is not None else call.end_time
+    if origin is not None and origin.tzinfo is None:
+        origin = origin.replace(tzinfo=UTC)
+    return origin
+
+
+def _sorted(values: frozenset[str], order: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v for v in order if v in values)
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneNumbersCondition(Condition):
+    """The call is to or from a number whose digest is listed (see retention.policy.phones).
+    A call without telephony data, or whose numbers do not normalise, never matches."""
+
+    key: ClassVar[str] = "phone_numbers"
+    digests: frozenset[str]
+    source: ValueFile | None = field(default=None, compare=False)
+
+    def matches_digests(self, digests: tuple[str | None, str | None]) -> bool:
+        to, from_ = digests
+        return (to is not None and to in self.digests) or (
+            from_ is not None and from_ in self.digests
+        )
+
+    def matches(self, call: Call, listed: Listed) -> bool:
+        params = call.telephony_params
+        if params is None:
+            return False
+        return self.matches_digests((phone_digest(params.to), phone_digest(params.from_)))
+
+    def describe(self) -> str:
+        source = self.source
+        if source is not None:
+            where = f"{source.path} (sha256:{source.sha256[:16]})"
+            return f"the call is to or from one of the hashed phone numbers in {where}"
+        if len(self.digests) == 1:
+            return "the call is to or from the hashed phone number given"
+        return f"the call is to or from one of the {len(self.digests)} hashed phone numbers given"
+
+    def mismatch(self, call: Call, listed: Listed) -> str:
+        # Never a number, nor its digest: only which side was there to compare.
+        params = call.telephony_params
+        if params is None:
+            return "the call has no telephony data (no phone numbers)"
+        present = [side for side, value in (("to", params.to), ("from", params.from_)) if value]
+        if not present:
+            return "the call has no `to` or `from` number (removed, or never set)"
+        return f"its {' and '.join(f'`{s}`' for s in present)} number is not a listed one"
+
+    def covers(self, other: Condition) -> bool:
+        return isinstance(other, PhoneNumbersCondition) and other.digests <= self.digests
+
+    def signature(self) -> tuple[object, ...]:
+        return (self.key, self.digests)
+
+
+@dataclass(frozen=True, slots=True)
+class EndReasonsCondition(Condition):
+    key: ClassVar[str] = "end_reasons"
+    reasons: frozenset[str]
+
+    def matches(self, call: Call, listed: Listed) -> bool:
+        return call.end_reason in self.reasons
+
+    def _listed(self) -> str:
+        return _plain(_sorted(self.reasons, END_REASONS))
+
+    def describe(self) -> str:
+        return f"the end reason is {self._listed()}"
+
+    def mismatch(self, call: Call, listed: Listed) -> str:
+        if call.end_reason is None:
+            return f"the call has no end reason (needs {self._listed()})"
+        return f"end reason {call.end_reason} is not {self._listed()}"
+
+    def covers(self, other: Condition) -> bool:
+        return isinstance(other, EndReasonsCondition) and other.reasons <= self.reasons
+
+    def excludes(self, other: Condition) -> bool:
+        return isinstance(other, EndReasonsCondition) and other.reasons.isdisjoint(self.reasons)
+
+    def signature(self) -> tuple[object, ...]:
+        return (self.key, self.reasons)
+
+
+def account_type_of(call: Call) -> str | None:
+    params = call.telephony_params
+    return None if params is None else params.account_type
+
+
+@dataclass(frozen=True, slots=True)
+class TelephonyCondition(Condition):
+    """The telephony account type; a call without telephony data never matches."""
+
+    key: ClassVar[str] = "telephony"
+    types: frozenset[str]
+
+    def matches(self, call: Call, listed: Listed) -> bool:
+        return account_type_of(call) in self.types
+
+    def _listed(self) -> str:
+        return _plain(_sorted(self.types, TELEPHONY_TYPES))
+
+    def describe(self) -> str:
+        return f"the telephony account is {self._listed()}"
+
+    def mismatch(self, call: Call, listed: Listed) -> str:
+        account = account_type_of(call)
+        if account is None:
+            return f"the call has no telephony account type (needs {self._listed()})"
+        return f"telephony account {account} is not {self._listed()}"
+
+    def covers(self, other: Condition) -> bool:
+        return isinstance(other, TelephonyCondition) and other.types <= self.types
+
+    def excludes(self, other: Condition) -> bool:
+        return isinstance(other, TelephonyCondition) and other.types.isdisjoint(self.types)
+
+    def signature(self) -> tuple[object, ...]:
+        return (self.key, self.types)
+
+
+# (deployment_id, deployment_version_id); "" = absent.
+Deployment = tuple[str, str]
+
+
+def deployment_of(call: Call) -> Deployment:
+    return (call.deployment_id or "", call.deployment_version_id or "")
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentsCondition(Condition):
+    """The call's deployment id or its deployment version id matches (either is enough)."""
+
+    key: ClassVar[str] = "deployments"
+    globs: Globs
+
+    def matches_deployment(self, deployment: Deployment) -> bool:
+        globs = self.globs
+        ident, version = deployment
+        return (bool(ident) and globs(ident)) or (bool(version) and globs(version))
+
+    def matches(self, call: Call, listed: Listed) -> bool:
+        return self.matches_deployment(deployment_of(call))
+
+    def describe(self) -> str:
+        return f"the deployment or its version is {self.globs.words()}"
+
+    def mismatch(self, call: Call, listed: Listed) -> str:
+        ident, version = deployment_of(call)
+        if not ident and not version:
+            return "the call names no deployment"
+        shown = [f"{w} `{v}`" for w, v in (("deployment", ident), ("version", version)) if v]
+        return f"neither {' nor '.join(shown)} is {self.globs.words()}"
+
+    def covers(self, other: Condition) -> bool:
+        return isinstance(other, DeploymentsCondition) and self.globs.covers(other.globs)
+
+    def signature(self) -> tuple[object, ...]:
+        return (self.key, frozenset(self.globs.patterns))
+
+
+@dataclass(frozen=True, slots=True)
+class StartedCondition(Condition):
+    """`started_before` (strictly before) or `started_after` (at or after) an instant,
+    measured on `origin_of`: `started_after: A` with `started_before: B` is [A, B)."""
+
+    key: ClassVar[str] = "started"
+    instant: datetime
+    before: bool
+
+    @property
+    def field_name(self) -> str:
+        return "started_before" if self.before else "started_after"
+
+    def matches_origin(self, origin: datetime | None) -> bool:
+        if origin is None:
+            return False
+        return origin < self.instant if self.before else origin >= self.instant
+
+    def matches(self, call: Call, listed: Listed) -> bool:
+        return self.matches_origin(origin_of(call))
+
+    def _when(self) -> str:
+        return self.instant.isoformat().replace("+00:00", "Z")
+
+    def describe(self) -> str:
+        where = "before" if self.before else "at or after"
+        return f"the call started {where} {self._when()}"
+
+    def mismatch(self, call: Call, listed: Listed) -> str:
+        origin = origin_of(call)
+        if origin is None:
+            return "the call has no start_time or end_time"
+        where = "not before" if self.before else "before"
+        return f"it started {origin.isoformat().replace('+00:00', 'Z')}, {where} {self._when()}"
+
+    def covers(self, other: Condition) -> bool:
+        if not isinstance(other, StartedCondition) or other.before != self.before:
+            return False
+        return other.instant <= self.instant if self.before else other.instant >= self.instant
+
+    def excludes(self, other: Condition) -> bool:
+        if not isinstance(other, StartedCondition) or other.before == self.before:
+            return False
+        before, after = (self, other) if self.before else (other, self)
+        return before.instant <= after.instant
+
+    def signature(self) -> tuple[object, ...]:
+        return (self.field_name, self.instant)
 
 
 def _parse_agents(node: Node, where: Where) -> list[Condition]:
     items = scalar_items(node, where, "match.agents", "an agent id or name (a glob)")
     if items is None:
         return []
-    return [AgentsCondition(Globs(tuple(str(i.value) for i in items)))]
+    return [AgentsCondition(Globs(tuple(str(i.value) for i in items), items.source))]
 
 
 def _parse_regions(node: Node, where: Where) -> list[Condition]:
@@ -400,8 +664,124 @@ def _parse_metadata(node: Node, where: Where) -> list[Condition]:
                 ok = False
         if ok:
             patterns = tuple(metadata_text(i) for i in items)
-            conditions.append(MetadataCondition(name, Globs(patterns)))
+            conditions.append(MetadataCondition(name, Globs(patterns, items.source)))
     return conditions
+
+
+def _at(field_name: str, items: list[ScalarNode], i: int) -> str:
+    return f"{field_name}[{i}]" if len(items) > 1 else field_name
+
+
+def _parse_phone_numbers(node: Node, where: Where) -> list[Condition]:
+    items = scalar_items(
+        node, where, "match.phone_numbers", "a phone number's digest (`sha256:...`)"
+    )
+    if items is None:
+        return []
+    digests: set[str] = set()
+    ok = True
+    fullmatch = DIGEST.fullmatch
+    for i, item in enumerate(items):
+        value = str(item.value).strip().lower()
+        if fullmatch(value):
+            digests.add(value)
+            continue
+        ok = False
+        if looks_like_number(value):  # never repeat the number in the message
+            where.add(
+                item,
+                _at("match.phone_numbers", items, i),
+                "a plain phone number: policies hold only digests, so that no phone number "
+                "is written in a policy, a log or a report; run `retention hash-phone NUMBER` "
+                "and write the `sha256:...` it prints instead",
+            )
+        else:
+            where.add(
+                item,
+                _at("match.phone_numbers", items, i),
+                "not a phone number's digest: expected `sha256:` and 64 hex digits, as "
+                "printed by `retention hash-phone NUMBER`",
+            )
+    if not ok:
+        return []
+    return [PhoneNumbersCondition(frozenset(digests), items.source)]
+
+
+def _parse_choices(
+    node: Node, where: Where, field_name: str, what: str, choices: tuple[str, ...]
+) -> frozenset[str] | None:
+    """Values of a closed set, compared exactly; an unknown one gets a did-you-mean."""
+    items = scalar_items(node, where, field_name, what)
+    if items is None:
+        return None
+    found: set[str] = set()
+    for i, item in enumerate(items):
+        value = str(item.value)
+        if value in choices:
+            found.add(value)
+        else:
+            where.add(
+                item,
+                _at(field_name, items, i),
+                f"unknown value `{value}`; the documented ones are {', '.join(choices)}"
+                + suggest(value, choices),
+            )
+    return frozenset(found) if len(found) == len({str(i.value) for i in items}) else None
+
+
+def _parse_end_reasons(node: Node, where: Where) -> list[Condition]:
+    reasons = _parse_choices(node, where, "match.end_reasons", "an end reason", END_REASONS)
+    return [] if reasons is None else [EndReasonsCondition(reasons)]
+
+
+def _parse_telephony(node: Node, where: Where) -> list[Condition]:
+    types = _parse_choices(
+        node, where, "match.telephony", "a telephony account type", TELEPHONY_TYPES
+    )
+    return [] if types is None else [TelephonyCondition(types)]
+
+
+def _parse_deployments(node: Node, where: Where) -> list[Condition]:
+    items = scalar_items(node, where, "match.deployments", "a deployment id or version id (a glob)")
+    if items is None:
+        return []
+    return [DeploymentsCondition(Globs(tuple(str(i.value) for i in items), items.source))]
+
+
+_RFC3339: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _parse_instant(node: Node, where: Where, field_name: str) -> datetime | None:
+    example = "an RFC 3339 instant with its offset, e.g. 2026-01-01T00:00:00Z"
+    if not isinstance(node, ScalarNode) or is_null(node):
+        where.add(node, field_name, f"expected {example}, got {kind(node)}")
+        return None
+    text = str(node.value).strip()
+    if not _RFC3339.fullmatch(text):
+        hint = (
+            " (a date alone is ambiguous: give the time and its offset)" if len(text) == 10 else ""
+        )
+        where.add(node, field_name, f"`{text}` is not {example}{hint}")
+        return None
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "zZ" else text)
+    except ValueError:
+        where.add(node, field_name, f"`{text}` is not a real instant (check the date and time)")
+        return None
+    return moment
+
+
+def _parse_started_before(node: Node, where: Where) -> list[Condition]:
+    instant = _parse_instant(node, where, "match.started_before")
+    return [] if instant is None else [StartedCondition(instant, before=True)]
+
+
+def _parse_started_after(node: Node, where: Where) -> list[Condition]:
+    instant = _parse_instant(node, where, "match.started_after")
+    return [] if instant is None else [StartedCondition(instant, before=False)]
 
 
 # The keys allowed under `match:`, each with the parser that validates and compiles it.
@@ -410,4 +790,10 @@ MATCH_KEYS: Final[dict[str, Callable[[Node, Where], list[Condition]]]] = {
     "regions": _parse_regions,
     "statuses": _parse_statuses,
     "metadata": _parse_metadata,
+    "phone_numbers": _parse_phone_numbers,
+    "end_reasons": _parse_end_reasons,
+    "telephony": _parse_telephony,
+    "deployments": _parse_deployments,
+    "started_after": _parse_started_after,
+    "started_before": _parse_started_before,
 }

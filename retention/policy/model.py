@@ -29,6 +29,23 @@ class Policy:
     description: str | None = None
     file: str = "<memory>"
     line: int = 0
+    # Free-text annotations for the record of processing (GDPR Art. 30): shown by
+    # validate, explain, the reports and the plan; never in per-call audit lines.
+    legal_basis: str | None = None
+    category: str | None = None
+    request_id: str | None = None  # a deletion rule's (a sweep's) request
+    case: str | None = None  # a retention rule's (a hold's) case
+
+    @property
+    def annotations(self) -> tuple[tuple[str, str], ...]:
+        """The annotations that are set, as (key, text) in a fixed order."""
+        found = (
+            ("legal_basis", self.legal_basis),
+            ("category", self.category),
+            ("request_id", self.request_id),
+            ("case", self.case),
+        )
+        return tuple((key, text) for key, text in found if text)
 
     @property
     def forever(self) -> bool:
@@ -51,10 +68,12 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class PolicySource:
-    """A loaded file and the SHA-256 (hex) of its bytes, for the audit log's run_started."""
+    """A loaded file and the SHA-256 (hex) of its bytes, for the audit log's run_started.
+    `values` is set for a value file (`{file: PATH}`): how many values it holds."""
 
     path: str
     sha256: str
+    values: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

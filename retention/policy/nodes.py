@@ -9,7 +9,8 @@ from typing import Final
 from yaml import MappingNode, Node, ScalarNode, SequenceNode
 
 from retention.policy.canonical import YAML11_BOOLEANS, canonical_text
-from retention.policy.problems import Problems
+from retention.policy.problems import Problems, ValueMark
+from retention.policy.values import ValueFile, ValueFileError, read_values, resolve
 
 _TAG = "tag:yaml.org,2002:"
 STR_TAG: Final = _TAG + "str"
@@ -102,25 +103,38 @@ class Where:
         self.problems.add(at, message, policy=self.policy, field=field)
 
 
-def scalar_items(node: Node, where: Where, field: str, what: str) -> list[ScalarNode] | None:
-    """A scalar or a non-empty list of scalars (a string stands for a one-item list)."""
+class Items(list[ScalarNode]):
+    """The values of a condition; `source` is the value file they were read from, if any."""
+
+    source: ValueFile | None = None
+
+
+def scalar_items(node: Node, where: Where, field: str, what: str) -> Items | None:
+    """A scalar, a non-empty list of scalars (a string stands for a one-item list), or
+    `{file: PATH}`: the values of a value file (see `retention.policy.values`)."""
+    if isinstance(node, MappingNode) and _is_file_mapping(node):
+        return _file_items(node, where, field)
     if isinstance(node, ScalarNode) and not is_null(node):
         problem = yaml11_problem(node)
         if problem is not None:
             where.add(node, field, problem)
             return None
-        return [node]
+        return Items([node])
     if is_null(node):
         where.add(node, field, f"is empty; give {what} or a list of them")
         return None
     if isinstance(node, MappingNode):
-        where.add(node, field, f"expected {what} or a list of them, got a mapping")
+        where.add(
+            node,
+            field,
+            f"expected {what}, a list of them or {{file: PATH}} (one per line), got a mapping",
+        )
         return None
     assert isinstance(node, SequenceNode)
     if not node.value:
         where.add(node, field, "is an empty list, which matches no call; remove it to match all")
         return None
-    items: list[ScalarNode] = []
+    items = Items()
     ok = True
     for i, item in enumerate(node.value):
         problem = yaml11_problem(item)
@@ -133,3 +147,50 @@ def scalar_items(node: Node, where: Where, field: str, what: str) -> list[Scalar
             where.add(item, f"{field}[{i}]", f"expected {what}, got {kind(item)}")
             ok = False
     return items if ok else None
+
+
+def _is_file_mapping(node: MappingNode) -> bool:
+    keys = [k.value for k, _ in node.value if isinstance(k, ScalarNode)]
+    return "file" in keys
+
+
+def _file_items(node: MappingNode, where: Where, field: str) -> Items | None:
+    """`{file: PATH}`: one text value per line of the file, each with its own line."""
+    if len(node.value) != 1:
+        where.add(node, field, "a value file is written `{file: PATH}`, with no other key")
+        return None
+    value = node.value[0][1]
+    if not is_text(value) or not str(value.value).strip():
+        where.add(value, f"{field}.file", f"expected the path of a value file, got {kind(value)}")
+        return None
+    path = resolve(str(value.value), where.problems.file)
+    try:
+        source, lines = read_values(path)
+    except ValueFileError as err:
+        if err.line is None:  # the place is the policy's `file:` line
+            where.add(value, f"{field}.file", f"value file {path}: {err.message}")
+        else:  # the place is the value file's own line
+            mark = ValueMark(str(path), err.line - 1)
+            where.problems.add(mark, err.message, policy=where.policy, field=f"{field}.file")
+        return None
+    where.problems.value_files.append(source)
+    items = Items(FileValue(value, source.path, line) for value, line in lines)
+    items.source = source
+    return items
+
+
+class FileValue(ScalarNode):
+    """A value read from a value file: text, as if quoted, whose place (a `ValueMark`) is
+    made only when a problem is reported, so that 100k values load quickly."""
+
+    def __init__(self, value: str, file: str, line: int) -> None:
+        self.tag = STR_TAG
+        self.value = value
+        self.style = '"'
+        self.end_mark = None
+        self._file = file
+        self._line = line
+
+    @property
+    def start_mark(self) -> ValueMark:  # type: ignore[override]
+        return ValueMark(self._file, self._line - 1)

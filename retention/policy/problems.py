@@ -10,6 +10,7 @@ from yaml import Node
 from yaml.error import Mark
 
 from retention.errors import UserError
+from retention.policy.values import ValueFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +54,21 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean `{close[0]}`?)" if close else ""
 
 
+class ValueMark(Mark):
+    """The place of a value read from a value file (`{file: PATH}`): its own file and line."""
+
+    def __init__(self, file: str, line: int) -> None:
+        super().__init__(file, 0, line, 0, None, 0)
+
+
 @dataclass
 class Problems:
-    """Collects problems while one file is checked, so all are reported at once."""
+    """Collects problems while one file is checked, so all are reported at once, and the
+    value files its policies read."""
 
     file: str
     found: list[Problem] = field(default_factory=list)
+    value_files: list[ValueFile] = field(default_factory=list)
 
     def add(
         self,
@@ -70,7 +80,8 @@ class Problems:
     ) -> None:
         mark = at.start_mark if isinstance(at, Node) else at
         line = mark.line + 1 if mark is not None else None
-        self.found.append(Problem(self.file, line, message, policy, field))
+        file = mark.name if isinstance(mark, ValueMark) else self.file
+        self.found.append(Problem(file, line, message, policy, field))
 
 
 def policy_label(name: str | None, index: int) -> str:

@@ -3,6 +3,7 @@ explain reads calls from the sandbox over loopback HTTP."""
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -113,12 +114,15 @@ def test_validate_warns_about_policies_that_never_take_effect(
         f"matches is kept forever by hold-support ({policies}:2)",
         f"warning: support-any-30d ({policies}:8) can never delete anything: every call it "
         f"matches is kept forever by hold-support ({policies}:2)",
+        f"warning: a permanent retention rule, hold-support, may override part of wipe "
+        f"({policies}:14): their conditions can overlap, and what hold-support ({policies}:2) "
+        "matches is kept",
         f"warning: wipe ({policies}:14) deletes every completed or failed call at once "
         "(delete_after 0d, no conditions)",
         f"warning: support-any-30d ({policies}:8) repeats support-eu-30d ({policies}:5): same "
         "rule, same conditions",
     ]
-    assert "5 policies (4 deletion, 1 retention) from 1 file, 4 warnings" in out
+    assert "5 policies (4 deletion, 1 retention) from 1 file, 5 warnings" in out
 
 
 def test_a_catch_all_hold_shadows_every_deletion(
@@ -294,3 +298,16 @@ def test_explain_checks_policies_before_any_request(
     )
     assert code == 2
     assert "bad duration `1 week`: did you mean `1w`?" in err
+
+
+def test_the_shipped_phone_sweep_validates_and_names_no_number(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sweep = REPO / "policies" / "sweeps" / "erasure-by-phone.yaml"
+    code, out, _ = run(["validate", str(sweep), str(REPO / "policies" / "legal-hold.yaml")], capsys)
+    assert code == 0
+    assert "matches: the call is to or from the hashed phone number given" in out
+    assert "request: DSR-2026-118" in out
+    digest = "sha256:" + hashlib.sha256(b"+15550104477").hexdigest()
+    assert digest in sweep.read_text()
+    assert "5550104477" not in out

@@ -6,6 +6,7 @@ of the rules, written here without the index (`reference_decision`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retention.api.models import Call
+from retention.api.models import END_REASONS, Call, TelephonyParams
 from retention.policy.engine import Action, Decision, Reason, decide
 from retention.policy.load import PolicySet, parse_policies
 from retention.policy.match import Listed, MetadataCondition
@@ -36,6 +37,17 @@ RETAIN_FOR = st.sampled_from([*DURATIONS[1:], "forever"])
 AGENT_LISTS = st.lists(st.sampled_from(AGENT_PATTERNS), min_size=1, max_size=3)
 REGION_LISTS = st.lists(st.sampled_from(["US", "EU", "APAC"]), min_size=1)
 STATUS_LISTS = st.sampled_from([["completed"], ["failed"]])
+# Two numbers in E.164, written in policies as digests computed here, not by the code.
+NUMBERS = ["+15550001111", "+447700900123"]
+DIGESTS = ["sha256:" + hashlib.sha256(n.encode()).hexdigest() for n in NUMBERS]
+# How calls may carry them: other spellings of the same numbers, other numbers, junk.
+API_NUMBERS = [None, "", "+15550001111", "+1 (555) 000-1111", "tel:+447700900123"]
+API_NUMBERS += ["+447700900124", "5550001111", "00447700900123", "+1555000111x"]
+PHONE_LISTS = st.lists(st.sampled_from(DIGESTS), min_size=1, max_size=2)
+END_REASON_LISTS = st.lists(st.sampled_from(END_REASONS[:4]), min_size=1, max_size=2)
+TELEPHONY_LISTS = st.lists(st.sampled_from(["cartesia", "twilio", "sip_trunk"]), min_size=1)
+DEPLOYMENT_LISTS = st.lists(st.sampled_from(["dep_a", "dep_*", "depv_a1", "depv_?2"]), min_size=1)
+INSTANTS = st.integers(0, 400).map(lambda d: (NOW - timedelta(days=d)).isoformat())
 METADATA = st.dictionaries(
     st.sampled_from(["tier", "flag", "num"]),
     st.lists(st.sampled_from(META_VALUES), min_size=1, max_size=2),
@@ -56,6 +68,12 @@ def policy_specs(draw: st.DrawFn, name: str) -> dict[str, Any]:
         ("regions", REGION_LISTS),
         ("statuses", STATUS_LISTS),
         ("metadata", METADATA),
+        ("phone_numbers", PHONE_LISTS),
+        ("end_reasons", END_REASON_LISTS),
+        ("telephony", TELEPHONY_LISTS),
+        ("deployments", DEPLOYMENT_LISTS),
+        ("started_before", INSTANTS),
+        ("started_after", INSTANTS),
     ):
         if draw(st.booleans()):
             match[key] = draw(strategy)
@@ -95,6 +113,18 @@ calls = st.builds(
     redacted_at=st.sampled_from([None, None, NOW]),
     zdr_enabled=st.sampled_from([False, False, False, True]),
     deployment_region=st.sampled_from([None, "US", "EU", "APAC"]),
+    telephony_params=st.one_of(
+        st.none(),
+        st.builds(
+            TelephonyParams,
+            account_type=st.sampled_from([None, "cartesia", "twilio", "sip_trunk", "other"]),
+            to=st.sampled_from(API_NUMBERS),
+            from_=st.sampled_from(API_NUMBERS),
+        ),
+    ),
+    end_reason=st.sampled_from([None, *END_REASONS[:5]]),
+    deployment_id=st.sampled_from([None, "", "dep_a", "dep_b"]),
+    deployment_version_id=st.sampled_from([None, "depv_a1", "depv_b2", "depv_c3"]),
     metadata=st.one_of(
         st.none(),
         st.dictionaries(

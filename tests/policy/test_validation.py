@@ -154,8 +154,8 @@ CASES: list[tuple[str, str, list[str]]] = [
         "mapping where a list is expected",
         "policies:\n  - name: a\n    delete_after: 1d\n    match:\n      agents: {x: 1}\n",
         [
-            "p.yaml:5: policy 'a': match.agents: expected an agent id or name (a glob) or a list "
-            "of them, got a mapping"
+            "p.yaml:5: policy 'a': match.agents: expected an agent id or name (a glob), a list "
+            "of them or {file: PATH} (one per line), got a mapping"
         ],
     ),
     (
@@ -179,8 +179,8 @@ CASES: list[tuple[str, str, list[str]]] = [
         "policies:\n  - name: a\n    delete_after: 1d\n    match:\n      metadata:\n"
         "        tier: {a: b}\n",
         [
-            "p.yaml:6: policy 'a': match.metadata.tier: expected a value (a glob) or a list of "
-            "them, got a mapping"
+            "p.yaml:6: policy 'a': match.metadata.tier: expected a value (a glob), a list of "
+            "them or {file: PATH} (one per line), got a mapping"
         ],
     ),
     (
