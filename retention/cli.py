@@ -212,10 +212,9 @@ def audit_verify(
 )
 def run(**flags: Any) -> int:
     """Delete the sensitive data of every call the policies say is due (dry run by default)."""
-    from retention.run.command import run_command
-    from retention.run.flags import settings_from_flags
+    from retention.run.flags import run_from_flags
 
-    return run_command(settings_from_flags(**flags))
+    return run_from_flags(flags)
 
 
 _SHARE = _FiniteFloat(0.0, 1.0)

@@ -138,6 +138,13 @@ def run_command(settings: RunSettings) -> int:
                 code = anyio.run(_run, settings, audit, run_id, stats, report)
             except BaseException as err:
                 code = _failure_code(_unwrap(err))
+    except (UserError, KeyboardInterrupt) as err:
+        # Exits 2, 5 and 6 end here: their metrics are pushed too, with this run_id.
+        stats.exit_code = err.exit_code if isinstance(err, UserError) else ExitCode.INTERRUPTED
+        if stats.finished_unix is None:
+            stats.finished_unix = time.time()
+        _export_metrics(settings, stats)
+        raise
     finally:
         if report is not None:
             report.close()
@@ -202,6 +209,8 @@ def _export_metrics(settings: RunSettings, stats: RunStats) -> None:
             pushgateway=settings.pushgateway,
             metrics_file=settings.metrics_file,
             shard=str(settings.shard) if settings.shard else None,
+            policies=[policy.name for policy in settings.policies.policies],
+            audit_log=settings.audit_log,
         )
     except Exception as err:  # metrics are never worth a lost run
         _log.warning("run.metrics_failed", error=str(err))
@@ -226,16 +235,20 @@ async def _run(
         transport=settings.transport,
         max_connections=concurrency + LISTING_TASKS,
     )
+
+    def refresh() -> None:
+        stats.requests = client.stats.requests
+        stats.retries = client.stats.retries
+        stats.throttled = client.stats.throttled
+
     async with client:
-        agents = await _list_agents(client, settings.shard)
+        try:
+            agents = await _list_agents(client, settings.shard)
+        finally:
+            refresh()  # a listing that failed still sent requests: count them
         stats.agents = len(agents)
         stats.agent_names.update((a.id, a.name) for a in agents)
         journal = Journal(audit, run_id, buffer=2 * concurrency + 16)
-
-        def refresh() -> None:
-            stats.requests = client.stats.requests
-            stats.retries = client.stats.retries
-            stats.throttled = client.stats.throttled
 
         pipeline = Pipeline(
             client=client,
