@@ -27,7 +27,7 @@ from retention.api.client import (
     check_base_url,
     request_timeout,
 )
-from retention.api.errors import ApiError, AuthError
+from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
 from retention.errors import ExitCode, UserError
@@ -55,6 +55,10 @@ DEFAULT_AUDIT_LOG: Final = Path("retention-audit.jsonl")
 
 class CredentialsRefused(UserError):
     """GET /agents answered 401/403: the key is wrong, found before any deletion (exit 2)."""
+
+
+class ApiUnreachable(UserError):
+    """The first request could not connect, or the base URL has no /agents (exit 2)."""
 
 
 class RunFailed(Exception):
@@ -346,7 +350,14 @@ def _exit_code(stats: RunStats, control: RunControl, incomplete: bool) -> int:
 async def _list_agents(client: CartesiaClient, shard: Shard | None) -> list[Agent]:
     """The first request: it also proves the key, before anything is written or deleted."""
     try:
-        agents = await client.list_agents()
+        agents = await client.first_contact()
+    except Unreachable as err:
+        raise ApiUnreachable(f"cannot reach the API at {client.base_url}: {err.reason}") from None
+    except NotFound:
+        raise ApiUnreachable(
+            f"cannot reach the API at {client.base_url}: HTTP 404 at /agents "
+            "(is the base URL the API's root, e.g. https://api.cartesia.ai?)"
+        ) from None
     except AuthError as err:
         raise CredentialsRefused(
             f"credentials refused by the API (HTTP {err.status}) at {client.base_url}; "
