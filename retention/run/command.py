@@ -145,6 +145,8 @@ def run_command(settings: RunSettings) -> int:
     except (UserError, KeyboardInterrupt) as err:
         # Exits 2, 5 and 6 end here: their metrics are pushed too, with this run_id.
         stats.exit_code = err.exit_code if isinstance(err, UserError) else ExitCode.INTERRUPTED
+        if isinstance(err, UserError):
+            err.run_id = run_id
         if stats.finished_unix is None:
             stats.finished_unix = time.time()
         _export_metrics(settings, stats)
