@@ -266,10 +266,9 @@ def audit_keygen(key_file: Path) -> int:
 )
 def run(**flags: Any) -> int:
     """Delete the sensitive data of every call the policies say is due (dry run by default)."""
-    from retention.run.command import run_command
-    from retention.run.flags import settings_from_flags
+    from retention.run.flags import run_from_flags
 
-    return run_command(settings_from_flags(**flags))
+    return run_from_flags(flags)
 
 
 _SHARE = _FiniteFloat(0.0, 1.0)
@@ -346,12 +345,31 @@ def _first_leaf(group: BaseExceptionGroup[UserError]) -> UserError:
     return inner if isinstance(inner, UserError) else _first_leaf(inner)
 
 
+def _fatal(
+    args: list[str], message: str, code: int, run_id: str | None = None, *, human: str = ""
+) -> None:
+    """The last line. `run` with stderr not a terminal logs JSON lines, so this line is
+    JSON too (level, event, exit_code, error, run_id once one exists); else human text."""
+    positional = [arg for arg in args if not arg.startswith("-")]
+    if positional[:1] == ["run"] and not sys.stderr.isatty():
+        from retention.log import configure, get_logger
+
+        configure(json_lines=True)
+        fields: dict[str, Any] = {"exit_code": int(code), "error": message}
+        if run_id is not None:
+            fields["run_id"] = run_id
+        get_logger("retention").error("run.fatal", **fields)
+        return
+    click.echo(human or f"retention: error: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI, turn user errors into one line and exit 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = cli.main(args=argv, prog_name="retention", standalone_mode=False)
     except UserError as err:
-        click.echo(f"retention: error: {err}", err=True)
+        _fatal(args, str(err), err.exit_code, err.run_id)
         sys.exit(err.exit_code)
     except BaseExceptionGroup as group:
         # User errors raised inside a task group: report the first one, as above.
@@ -359,13 +377,13 @@ def main(argv: list[str] | None = None) -> None:
         if users is None or others is not None:
             raise
         first = _first_leaf(users)
-        click.echo(f"retention: error: {first}", err=True)
+        _fatal(args, str(first), first.exit_code, first.run_id)
         sys.exit(first.exit_code)
     except click.exceptions.Abort:
-        click.echo("retention: interrupted", err=True)
+        _fatal(args, "interrupted", ExitCode.INTERRUPTED, human="retention: interrupted")
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as err:
         # Bad flags: click's own message, one line, exit 2.
-        click.echo(f"retention: error: {err.format_message()}", err=True)
+        _fatal(args, err.format_message(), ExitCode.BAD_INPUT)
         sys.exit(ExitCode.BAD_INPUT)
     sys.exit(int(code) if isinstance(code, int) else 0)

@@ -23,6 +23,7 @@ class UserError(Exception):
     """
 
     exit_code: ExitCode = ExitCode.BAD_INPUT
+    run_id: str | None = None  # set once a run has begun, for the final log line
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.where = where

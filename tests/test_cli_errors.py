@@ -69,3 +69,33 @@ def test_explain_refuses_an_unusable_call_id_before_anything(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("retention: error: CALL_ID: not a usable call id")
+
+
+def test_a_runs_fatal_line_is_json_off_a_terminal_and_text_on_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import os
+    import pty
+
+    args = ["run", "--policies", "no-such-policies.yaml"]
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == ExitCode.BAD_INPUT
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines, "no output"
+    records = [json.loads(line) for line in lines]  # every line: one JSON object
+    assert records[-1]["event"] == "run.fatal"
+    assert records[-1]["level"] == "error"
+    assert records[-1]["exit_code"] == ExitCode.BAD_INPUT
+    assert "no-such-policies.yaml" in records[-1]["error"]
+
+    leader, follower = pty.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        monkeypatch.setattr("sys.stderr", terminal)
+        with pytest.raises(SystemExit):
+            main(args)
+        terminal.flush()
+    text = os.read(leader, 4096).decode()
+    os.close(leader)
+    assert text.startswith("retention: error: ") and "no-such-policies.yaml" in text

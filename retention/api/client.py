@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -37,6 +39,7 @@ from retention.api.errors import (
     RetriesExhausted,
     TransportFailure,
     Unavailable,
+    Unreachable,
     error_identity,
 )
 from retention.api.ids import id_problem, is_valid_id
@@ -198,6 +201,7 @@ class _Attempts:
     throttles: int = 0  # 429 answers so far: bounded apart from the other failures
     reached: bool = False  # an earlier attempt may have taken effect (see ApiError)
     started: float | None = None  # when the first attempt was let through the gate
+    first_contact: bool = False  # a connect failure ends it at once (Unreachable)
 
     def common(self, effect: bool) -> dict[str, Any]:
         """The fields every error of the current attempt carries."""
@@ -284,6 +288,12 @@ class CartesiaClient:
         the caller decides; `iter_calls` refuses them with InvalidId.
         """
         return await self._request("GET", "/agents", "/agents", decode_agents)
+
+    async def first_contact(self) -> list[Agent]:
+        """`list_agents` as a run's first request: a failure to connect at all (refused,
+        DNS, TLS, connect timeout) raises Unreachable at once instead of retrying, so a
+        wrong base URL is reported in seconds. Other failures are retried as usual."""
+        return await self._request("GET", "/agents", "/agents", decode_agents, first=True)
 
     async def get_call(self, call_id: str) -> Call:
         """One call. InvalidId before sending for an unusable id; a body that does not
@@ -372,9 +382,10 @@ class CartesiaClient:
         decode: Callable[[bytes], T],
         *,
         params: Mapping[str, str] | None = None,
+        first: bool = False,
     ) -> T:
         """Attempts until one succeeds, one fails for good, or the bounds are reached."""
-        attempts = _Attempts(method, route)
+        attempts = _Attempts(method, route, first_contact=first)
         while True:
             attempts.count += 1
             answer = await self._attempt(attempts, path, decode, params)
@@ -414,6 +425,13 @@ class CartesiaClient:
                 self.stats.requests += 1
                 with anyio.fail_after(self.request_seconds):
                     response = await self._http.request(method, path, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+            if attempts.first_contact:
+                self.stats.transport_errors += 1
+                raise Unreachable(
+                    None, reason=connect_failure(err), **attempts.common(False)
+                ) from None
+            return self._transport_failure(attempts, err)
         except (TimeoutError, *_TRANSIENT_TRANSPORT) as err:
             return self._transport_failure(attempts, err)
         except httpx.HTTPError as err:  # not transient (e.g. a protocol misuse): no retry
@@ -503,3 +521,33 @@ def _cursor_after(last_id: str | None, next_page: str | None) -> str | None:
 
 def _pagination(reason: str) -> PaginationError:
     return PaginationError(None, method="GET", route=LIST_ROUTE, reason=reason)
+
+
+def connect_failure(err: BaseException) -> str:
+    """Why a connection failed, in words, from the exception chain (never the URL)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return "DNS lookup failed (no such host?)"
+        if isinstance(current, ssl.SSLCertVerificationError):
+            detail = current.verify_message or "certificate not trusted"
+            return f"TLS certificate verification failed ({detail})"
+        if isinstance(current, ssl.SSLError):
+            return "TLS handshake failed (is it an https server?)"
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        if isinstance(current, httpx.ConnectTimeout | TimeoutError):
+            return "no answer to the connection (connect timeout)"
+        current = current.__cause__ or current.__context__
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err).lower()
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "DNS lookup failed (no such host?)"
+    if "connection refused" in text:
+        return "connection refused (nothing listens there)"
+    if "ssl" in text or "certificate" in text:
+        return "TLS handshake failed"
+    return type(err).__name__

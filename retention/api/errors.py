@@ -128,6 +128,12 @@ class TransportFailure(ApiError):
     Only the exception's class name is kept: httpx's text may hold the URL."""
 
 
+class Unreachable(ApiError):
+    """The first request of a run could not connect at all (refused, DNS, TLS, connect
+    timeout): the base URL is wrong or the API is down. Not retried; `reason` says why
+    in words (no URL: the caller names it)."""
+
+
 class MalformedResponse(ApiError):
     """A 2xx whose body is not the JSON the API documents (e.g. truncated). A GET is
     retried; a DELETE never is (it may have taken effect): the caller reads the call."""

@@ -27,7 +27,7 @@ from retention.api.client import (
     check_base_url,
     request_timeout,
 )
-from retention.api.errors import ApiError, AuthError
+from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
 from retention.audit.signing import Signer
@@ -62,6 +62,10 @@ DEFAULT_AUDIT_LOG: Final = Path("retention-audit.jsonl")
 
 class CredentialsRefused(UserError):
     """GET /agents answered 401/403: the key is wrong, found before any deletion (exit 2)."""
+
+
+class ApiUnreachable(UserError):
+    """The first request could not connect, or the base URL has no /agents (exit 2)."""
 
 
 class RunFailed(Exception):
@@ -172,6 +176,15 @@ def run_command(settings: RunSettings) -> int:
                 code = anyio.run(_run, settings, audit, run_id, stats, report)
             except BaseException as err:
                 code = _failure_code(_unwrap(err))
+    except (UserError, KeyboardInterrupt) as err:
+        # Exits 2, 5 and 6 end here: their metrics are pushed too, with this run_id.
+        stats.exit_code = err.exit_code if isinstance(err, UserError) else ExitCode.INTERRUPTED
+        if isinstance(err, UserError):
+            err.run_id = run_id
+        if stats.finished_unix is None:
+            stats.finished_unix = time.time()
+        _export_metrics(settings, stats)
+        raise
     finally:
         if report is not None:
             report.close()
@@ -236,6 +249,8 @@ def _export_metrics(settings: RunSettings, stats: RunStats) -> None:
             pushgateway=settings.pushgateway,
             metrics_file=settings.metrics_file,
             shard=str(settings.shard) if settings.shard else None,
+            policies=[policy.name for policy in settings.policies.policies],
+            audit_log=settings.audit_log,
         )
     except Exception as err:  # metrics are never worth a lost run
         _log.warning("run.metrics_failed", error=str(err))
@@ -260,18 +275,22 @@ async def _run(
         transport=settings.transport,
         max_connections=concurrency + LISTING_TASKS,
     )
+
+    def refresh() -> None:
+        stats.requests = client.stats.requests
+        stats.retries = client.stats.retries
+        stats.throttled = client.stats.throttled
+
     async with client:
-        agents = await _list_agents(client, settings.shard)
+        try:
+            agents = await _list_agents(client, settings.shard)
+        finally:
+            refresh()  # a listing that failed still sent requests: count them
         stats.agents = len(agents)
         stats.agent_names.update((a.id, a.name) for a in agents)
         journal = Journal(
             audit, run_id, buffer=2 * concurrency + 16, checkpoints=settings.checkpoints()
         )
-
-        def refresh() -> None:
-            stats.requests = client.stats.requests
-            stats.retries = client.stats.retries
-            stats.throttled = client.stats.throttled
 
         pipeline = Pipeline(
             client=client,
@@ -369,7 +388,14 @@ def _exit_code(stats: RunStats, control: RunControl, incomplete: bool) -> int:
 async def _list_agents(client: CartesiaClient, shard: Shard | None) -> list[Agent]:
     """The first request: it also proves the key, before anything is written or deleted."""
     try:
-        agents = await client.list_agents()
+        agents = await client.first_contact()
+    except Unreachable as err:
+        raise ApiUnreachable(f"cannot reach the API at {client.base_url}: {err.reason}") from None
+    except NotFound:
+        raise ApiUnreachable(
+            f"cannot reach the API at {client.base_url}: HTTP 404 at /agents "
+            "(is the base URL the API's root, e.g. https://api.cartesia.ai?)"
+        ) from None
     except AuthError as err:
         raise CredentialsRefused(
             f"credentials refused by the API (HTTP {err.status}) at {client.base_url}; "

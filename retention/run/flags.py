@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from retention.api.client import check_base_url
 from retention.audit.signing import load_signer
 from retention.audit.witness import WitnessError, check_witness_dir
-from retention.log import configure
+from retention.errors import UserError
+from retention.log import configure, get_logger
 from retention.policy.load import load_policies
-from retention.run.command import RunSettings
-from retention.run.metrics import check_pushgateway
+from retention.run.command import RunSettings, run_command
+from retention.run.metrics import (
+    MetricsExportError,
+    check_metrics_file,
+    check_pushgateway,
+    export_metrics,
+)
+from retention.run.paths import check_outputs
 from retention.run.report import report_format
 from retention.run.shard import Shard, ShardError, parse_shard, shard_from_index
+from retention.run.stats import RunStats
 from retention.settings import parse_now, resolve_api_key, resolve_base_url
+
+_log = get_logger(__name__)
 
 JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by a Kubernetes Indexed Job
 
@@ -66,6 +78,8 @@ def settings_from_flags(
     chosen_shard = resolve_shard(shard, shard_count)
     if pushgateway is not None:
         check_pushgateway(pushgateway)
+    if metrics_file is not None:
+        check_metrics_file(metrics_file)
     if witness is not None and signing_key is None:
         raise WitnessError(
             "a witness keeps signed checkpoints: give --signing-key", where="--witness"
@@ -98,3 +112,54 @@ def settings_from_flags(
         signer=signer,
         witness=witness,
     )
+
+
+def run_from_flags(flags: dict[str, Any]) -> int:
+    """`retention run`: settings, then the run. An input refused before the run starts
+    (exit 2) still exports its metrics to every target that is itself valid."""
+    try:
+        settings = settings_from_flags(**flags)
+    except UserError as err:
+        _export_refused(flags, err)
+        raise
+    return run_command(settings)
+
+
+def _export_refused(flags: dict[str, Any], err: UserError) -> None:
+    """The metrics of a run refused before it started: its exit code, nothing else."""
+    pushgateway: str | None = flags.get("pushgateway")
+    metrics_file: Path | None = flags.get("metrics_file")
+    audit_log: Path = flags["audit_log"]
+    try:
+        if pushgateway is not None:
+            check_pushgateway(pushgateway)
+    except UserError:
+        pushgateway = None
+    try:
+        if metrics_file is not None:
+            check_metrics_file(metrics_file)
+            # Never write over the audit log, its sidecars or a policy file named so far.
+            named = [p for p in flags.get("policy_paths", ()) if Path(p).is_file()]
+            check_outputs(audit_log, {"--metrics-file": metrics_file}, policies=named)
+    except UserError:
+        metrics_file = None
+    if pushgateway is None and metrics_file is None:
+        return
+    try:
+        shard = resolve_shard(flags.get("shard"), flags.get("shard_count"))
+    except UserError:
+        shard = None
+    stats = RunStats(dry_run=not flags.get("execute", False))
+    stats.exit_code = err.exit_code
+    stats.finished_unix = time.time()
+    configure()
+    try:
+        export_metrics(
+            stats,
+            pushgateway=pushgateway,
+            metrics_file=metrics_file,
+            shard=str(shard) if shard else None,
+            audit_log=audit_log,
+        )
+    except MetricsExportError as problem:
+        _log.warning("run.metrics_failed", error=str(problem))

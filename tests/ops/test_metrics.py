@@ -16,6 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from retention.run.metrics import LAST_SUCCESS, MetricsExportError, export_metrics
 from retention.run.stats import RunStats
+from tests.e2e.support import API_KEY as SANDBOX_KEY
+from tests.e2e.support import NOW_TEXT, Workspace, workspace  # noqa: F401
 
 API_KEY = "sk_car_metrics_must_never_carry_this"
 
@@ -126,7 +128,7 @@ def test_push_path_and_values_for_a_shard(
     )
     [push] = gateway.pushes
     shard_b64 = base64.urlsafe_b64encode(b"1/4").decode()
-    assert push.path == f"/metrics/job/retention/shard@base64/{shard_b64}"
+    assert push.path == f"/metrics/job/retention/mode/execute/shard@base64/{shard_b64}"
     assert push.method == "POST"  # pushadd: keeps metric names this push does not carry
     assert "authorization" not in {k.lower() for k in push.headers}
     assert API_KEY not in push.body and API_KEY not in str(push.headers)
@@ -156,13 +158,13 @@ def test_without_shard_the_group_is_the_job(gateway: Gateway) -> None:
     export_metrics(
         _stats(exit_code=0, finished=1.0), pushgateway=gateway.url, metrics_file=None, job="nightly"
     )
-    assert [p.path for p in gateway.pushes] == ["/metrics/job/nightly"]
+    assert [p.path for p in gateway.pushes] == ["/metrics/job/nightly/mode/execute"]
 
 
 def test_last_success_survives_a_failed_run_on_the_gateway(gateway: Gateway) -> None:
     export_metrics(_stats(exit_code=0, finished=1000.0), pushgateway=gateway.url, metrics_file=None)
     export_metrics(_stats(exit_code=1, finished=2000.0), pushgateway=gateway.url, metrics_file=None)
-    kept = gateway.group_text("/metrics/job/retention")
+    kept = gateway.group_text("/metrics/job/retention/mode/execute")
     assert _value(kept, LAST_SUCCESS) == 1000.0
     assert _value(kept, "retention_run_exit_code") == 1
     assert _value(kept, "retention_run_finished_timestamp_seconds") == 2000.0
@@ -172,21 +174,19 @@ def test_last_success_survives_a_failed_run_on_the_gateway(gateway: Gateway) -> 
 def test_textfile_parses_and_carries_last_success_over_a_failure(tmp_path: Path) -> None:
     path = tmp_path / "retention.prom"
     export_metrics(
-        _stats(exit_code=0, finished=1000.0, dry_run=True),
-        pushgateway=None,
-        metrics_file=path,
-        shard="0/2",
+        _stats(exit_code=0, finished=1000.0), pushgateway=None, metrics_file=path, shard="0/2"
     )
     first = path.read_text()
-    assert _value(first, LAST_SUCCESS, shard="0/2") == 1000.0
-    assert _value(first, "retention_run_dry_run", shard="0/2") == 1
+    group = {"mode": "execute", "shard": "0/2"}
+    assert _value(first, LAST_SUCCESS, **group) == 1000.0
+    assert _value(first, "retention_run_dry_run", **group) == 0
 
     export_metrics(
         _stats(exit_code=4, finished=2000.0), pushgateway=None, metrics_file=path, shard="0/2"
     )
     second = path.read_text()
-    assert _value(second, LAST_SUCCESS, shard="0/2") == 1000.0
-    assert _value(second, "retention_run_exit_code", shard="0/2") == 4
+    assert _value(second, LAST_SUCCESS, **group) == 1000.0
+    assert _value(second, "retention_run_exit_code", **group) == 4
     # Written through a temp file renamed into place: nothing else is left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["retention.prom"]
 
@@ -196,7 +196,7 @@ def test_textfile_of_a_failed_first_run_has_no_last_success(tmp_path: Path) -> N
     export_metrics(_stats(exit_code=1, finished=5.0), pushgateway=None, metrics_file=path)
     text = path.read_text()
     assert LAST_SUCCESS not in {name for name, _ in _samples(text)}
-    assert _value(text, "retention_run_exit_code") == 1
+    assert _value(text, "retention_run_exit_code", mode="execute") == 1
 
 
 def test_gateway_errors_are_typed_and_do_not_stop_the_textfile(
@@ -213,7 +213,7 @@ def test_gateway_errors_are_typed_and_do_not_stop_the_textfile(
     # User info in the URL becomes a basic-auth header, never part of the request path.
     [push] = gateway.pushes
     assert push.headers["Authorization"] == "Basic " + base64.b64encode(b"ops:hunter2").decode()
-    assert _value(path.read_text(), "retention_run_calls_scanned") == 40
+    assert _value(path.read_text(), "retention_run_calls_scanned", mode="execute") == 40
 
 
 def test_unreachable_gateway_and_unwritable_file_are_both_reported(tmp_path: Path) -> None:
@@ -237,7 +237,8 @@ def test_extra_reasons_are_exported_too(tmp_path: Path) -> None:
     stats.skipped = Counter({"unknown_status": 1})
     path = tmp_path / "m.prom"
     export_metrics(stats, pushgateway=None, metrics_file=path)
-    assert _value(path.read_text(), "retention_run_calls_skipped", reason="unknown_status") == 1
+    text = path.read_text()
+    assert _value(text, "retention_run_calls_skipped", reason="unknown_status", mode="execute") == 1
 
 
 def test_a_real_dry_run_exports_to_both_targets(
@@ -278,9 +279,117 @@ def test_a_real_dry_run_exports_to_both_targets(
         )
     assert code == 0
     [push] = gateway.pushes
-    for text, labels in ((push.body, {}), (prom.read_text(), {"shard": "0/1"})):
+    assert push.path.startswith("/metrics/job/retention/mode/dry_run/shard@base64/")
+    for text, labels in ((push.body, {}), (prom.read_text(), {"mode": "dry_run", "shard": "0/1"})):
         assert _value(text, "retention_run_calls_scanned", **labels) == listed
         assert _value(text, "retention_run_dry_run", **labels) == 1
         assert _value(text, "retention_run_exit_code", **labels) == 0
         assert _value(text, "retention_run_calls_acted", outcome="deleted", **labels) == 0
-        assert _value(text, LAST_SUCCESS, **labels) is not None
+        # Only an execute run sets last-success: a dry run never refreshes it.
+        assert LAST_SUCCESS not in {name for name, _ in _samples(text)}
+
+
+def test_dry_and_execute_runs_keep_separate_groups_in_the_textfile(tmp_path: Path) -> None:
+    path = tmp_path / "retention.prom"
+    export_metrics(_stats(exit_code=0, finished=1000.0), pushgateway=None, metrics_file=path)
+    export_metrics(_stats(exit_code=1, finished=2000.0), pushgateway=None, metrics_file=path)
+    export_metrics(
+        _stats(exit_code=0, finished=3000.0, dry_run=True), pushgateway=None, metrics_file=path
+    )
+    text = path.read_text()
+    # The failed execute run is not masked by the later dry run that exited 0.
+    assert _value(text, "retention_run_exit_code", mode="execute") == 1
+    assert _value(text, LAST_SUCCESS, mode="execute") == 1000.0
+    assert _value(text, "retention_run_exit_code", mode="dry_run") == 0
+    assert _value(text, LAST_SUCCESS, mode="dry_run") is None
+    # Each name's HELP/TYPE once: what node_exporter's parser demands.
+    assert text.count("# TYPE retention_run_exit_code ") == 1
+
+
+def test_per_policy_gauges_and_audit_log_size(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    audit.write_bytes(b"x" * 1234)
+    path = tmp_path / "retention.prom"
+    export_metrics(
+        _stats(exit_code=0, finished=1.0),
+        pushgateway=None,
+        metrics_file=path,
+        policies=["support-90d", "sales-30d", "unused"],
+        audit_log=audit,
+    )
+    text = path.read_text()
+    matched = "retention_run_policy_calls_matched"
+    deleted = "retention_run_policy_calls_deleted"
+    assert _value(text, matched, mode="execute", policy="support-90d") == 2
+    assert _value(text, deleted, mode="execute", policy="support-90d") == 2
+    assert _value(text, matched, mode="execute", policy="sales-30d") == 1
+    assert _value(text, deleted, mode="execute", policy="sales-30d") == 0
+    assert _value(text, matched, mode="execute", policy="unused") == 0
+    assert _value(text, "retention_audit_log_bytes", mode="execute") == 1234
+
+
+def _cli(space: Workspace, url: str, *flags: str) -> int:
+    from retention.cli import main
+
+    try:
+        main(
+            [
+                "run",
+                "--policies",
+                str(space.policies),
+                "--audit-log",
+                str(space.audit_log),
+                "--base-url",
+                url,
+                "--now",
+                NOW_TEXT,
+                *flags,
+            ]
+        )
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def test_a_metrics_file_not_ending_in_prom_exits_2(
+    workspace: Workspace,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARTESIA_API_KEY", SANDBOX_KEY)
+    target = workspace.root / "retention.txt"
+    assert _cli(workspace, "http://127.0.0.1:9", "--metrics-file", str(target)) == 2
+    err = capsys.readouterr().err
+    assert "--metrics-file" in err and ".prom" in err
+    assert not target.exists()
+
+
+def test_refused_and_locked_runs_push_their_exit_codes(
+    gateway: Gateway,
+    workspace: Workspace,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from retention.run.audit import AuditLog
+    from retention.sandbox import SandboxApp
+    from tests.e2e.support import make_dataset, sandbox
+
+    monkeypatch.setenv("CARTESIA_API_KEY", SANDBOX_KEY)
+    prom = workspace.root / "retention.prom"
+    targets = ("--pushgateway", gateway.url, "--metrics-file", str(prom), "--execute")
+    group = "/metrics/job/retention/mode/execute"
+    with sandbox(SandboxApp(make_dataset(calls=20, agents=2))) as url:
+        # A policy file that does not parse: exit 2 before anything starts.
+        good = workspace.policies.read_text()
+        workspace.policies.write_text("policies: [")
+        assert _cli(workspace, url, *targets) == 2
+        assert _value(gateway.group_text(group), "retention_run_exit_code") == 2
+        assert _value(prom.read_text(), "retention_run_exit_code", mode="execute") == 2
+        workspace.policies.write_text(good)
+        # Another run holds the audit log: exit 6.
+        with AuditLog(workspace.audit_log):
+            assert _cli(workspace, url, *targets) == 6
+        assert _value(gateway.group_text(group), "retention_run_exit_code") == 6
+        assert _value(prom.read_text(), "retention_run_exit_code", mode="execute") == 6
+    assert [p.path for p in gateway.pushes] == [group, group]
+    assert LAST_SUCCESS not in gateway.group_text(group)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from retention.errors import ExitCode
-from retention.run.metrics import build_registry
+from retention.run.metrics import RunExtras, build_registry
 from retention.run.stats import RunStats
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,8 @@ def test_exit_code_table_matches_the_code() -> None:
 def test_metric_table_lists_exactly_what_is_exported() -> None:
     stats = RunStats(dry_run=False)
     stats.exit_code = 0
-    exported = {metric.name for metric in build_registry(stats).collect()}
+    registry = build_registry(stats, extra=RunExtras(policies=("p",), audit_bytes=1))
+    exported = {metric.name for metric in registry.collect()}
     documented = set(re.findall(r"^\| `(retention_\w+)` \|", section("Metrics", level=3), re.M))
     assert documented == exported
 

@@ -253,8 +253,8 @@ def test_a_dry_run_counts_inconsistent_and_unclear_calls_and_warns_with_ids_only
     assert skipped["inconsistent"] == 1
     assert skipped["unclear_metadata"] == 1
     prom = metrics.read_text()
-    assert 'retention_run_calls_skipped{reason="inconsistent"} 1.0' in prom
-    assert 'retention_run_calls_skipped{reason="unclear_metadata"} 1.0' in prom
+    assert 'retention_run_calls_skipped{mode="dry_run",reason="inconsistent"} 1.0' in prom
+    assert 'retention_run_calls_skipped{mode="dry_run",reason="unclear_metadata"} 1.0' in prom
     warnings = [json.loads(line) for line in err.splitlines() if "run.inconsistent_call" in line]
     assert len(warnings) == 1
     assert warnings[0]["call_id"] == odd_id

@@ -3,6 +3,7 @@ exit 2, naming the flag, before any request and before the log is touched."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -178,7 +179,13 @@ def test_a_run_whose_output_names_a_kept_file_exits_2_before_anything(
     with sandbox(app) as url:
         result = run_cli(capsys, monkeypatch, workspace, url, "--execute", flag, str(output))
     assert result.code == ExitCode.BAD_INPUT
-    assert result.err.startswith(f"retention: error: {flag} {output}: names ")
+    fatal = json.loads(result.err.strip().splitlines()[-1])  # stderr is not a terminal
+    assert fatal["event"] == "run.fatal" and fatal["exit_code"] == ExitCode.BAD_INPUT
+    if flag == "--metrics-file" and output.suffix != ".prom":
+        # Refused even earlier: the textfile collector reads only *.prom.
+        assert fatal["error"].startswith(f"{flag}: {output}: must end in .prom")
+    else:
+        assert fatal["error"].startswith(f"{flag} {output}: names ")
     assert requests_sent(app) == 0
     assert workspace.audit_log.read_bytes() == before
     assert workspace.policies.read_bytes() == policy
@@ -190,9 +197,11 @@ def test_a_run_with_two_outputs_on_one_file_exits_2(
 ) -> None:
     app = SandboxApp(make_dataset(calls=40), api_key=API_KEY)
     out = workspace.root / "out.json"
+    (workspace.root / "metrics.prom").symlink_to(out)  # a .prom name for the same file
+    metrics = str(workspace.root / "metrics.prom")
     with sandbox(app) as url:
         result = run_cli(
-            capsys, monkeypatch, workspace, url, "--report", str(out), "--metrics-file", str(out)
+            capsys, monkeypatch, workspace, url, "--report", str(out), "--metrics-file", metrics
         )
     assert result.code == ExitCode.BAD_INPUT
     assert "--metrics-file" in result.err and "the same file as --report" in result.err
