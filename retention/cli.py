@@ -173,6 +173,53 @@ def audit_verify(
     )
 
 
+@audit.command("certificate")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--policy", required=True, help="The sweep policy the certificate is for.")
+@click.option("--api", "against_api", is_flag=True, help="Also re-read every erased call.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the certificate here (.md, .html or .json) [Markdown on stdout].",
+)
+@_base_url_option
+@_api_key_file_option
+@_rate_option("Requests per second at most, as a run (with --api).")
+@_concurrency_option("Requests in flight at most, as a run (with --api).")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Check the checkpoints' signatures against these keys; repeatable.",
+)
+@click.option(
+    "--witness",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also prove the log holds every checkpoint witnessed in this directory.",
+)
+def audit_certificate(
+    file: Path,
+    policy: str,
+    against_api: bool,
+    out: Path | None,
+    base_url: str | None,
+    api_key_file: Path | None,
+    rate: float,
+    concurrency: int,
+    public_keys: tuple[Path, ...],
+    witness: Path | None,
+) -> int:
+    """Write the erasure certificate of one sweep POLICY from the audit log FILE."""
+    from retention.audit.certificate_command import certificate_command
+    from retention.audit.command import api_options
+
+    options = api_options(base_url, api_key_file, rate, concurrency) if against_api else None
+    return certificate_command(
+        file, policy, out=out, api=options, public_keys=public_keys, witness=witness
+    )
+
+
 @audit.command("keygen")
 @click.argument("key_file", type=click.Path(path_type=Path, dir_okay=False))
 def audit_keygen(key_file: Path) -> int:

@@ -335,7 +335,8 @@ async def _supervised(
                     "version": __version__,
                     "shard": str(settings.shard) if settings.shard else None,
                     "policies": [
-                        {"path": s.path, "sha256": s.sha256} for s in settings.policies.sources
+                        {"path": s.path, "sha256": s.sha256, "names": _names(settings, s.path)}
+                        for s in settings.policies.sources
                     ],
                     "options": settings.options(),
                 },
@@ -374,6 +375,11 @@ async def _supervised(
                 )
             side.cancel_scope.cancel()
     return code
+
+
+def _names(settings: RunSettings, path: str) -> list[str]:
+    """The policies a file holds, so a certificate can name the file of its sweep."""
+    return sorted(policy.name for policy in settings.policies.policies if policy.file == path)
 
 
 def _exit_code(stats: RunStats, control: RunControl, incomplete: bool) -> int:

@@ -10,6 +10,7 @@ deleting overlap; backpressure from the workers slows the listing down.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -207,9 +208,12 @@ class Pipeline:
             stats.kept[decision.reason.value] += 1
             if decision.held_by:
                 stats.held_by[decision.held_by] += 1
+                against = stats.held_from.setdefault(decision.credited_policy or "", Counter())
+                against[decision.held_by] += 1
         else:
             stats.due += 1
             policy = decision.credited_policy or ""
+            stats.due_by_policy[policy] += 1
             if self.execute:
                 await calls.send(Work(call, agent, policy))
             else:
@@ -312,4 +316,22 @@ def run_counts(stats: RunStats) -> dict[str, Any]:
         "skipped": dict(sorted(stats.skipped.items())),
         "kept": dict(sorted(stats.kept.items())),
         "recovered": dict(sorted(stats.recovered.items())),
+        # Per deletion policy: calls due and their outcomes; and the calls a retention
+        # rule held against it (the log has no line for a kept call, so only counts).
+        "by_policy": {
+            policy: {"due": stats.due_by_policy[policy], **dict(sorted(outcomes.items()))}
+            for policy, outcomes in sorted(_policies_due(stats).items())
+        },
+        "held_by": {
+            policy: dict(sorted(holders.items()))
+            for policy, holders in sorted(stats.held_from.items())
+        },
     }
+
+
+def _policies_due(stats: RunStats) -> dict[str, Counter[str]]:
+    """Every deletion policy with a call due or an outcome, and its outcomes."""
+    policies = {policy: Counter(outcomes) for policy, outcomes in stats.by_policy.items()}
+    for policy in stats.due_by_policy:
+        policies.setdefault(policy, Counter())
+    return policies

@@ -39,6 +39,10 @@ class RunStats:
     held_by: Counter[str] = field(default_factory=Counter)  # retention policy -> calls held
     stop_reason: str | None = None  # max_deletes, signal, credentials, or None
     recovered: Counter[str] = field(default_factory=Counter)  # open intents of a killed run
+    # For the erasure certificate (run_finished's counts): bounded by policies, never calls.
+    due_by_policy: Counter[str] = field(default_factory=Counter)  # credited policy -> calls due
+    # deletion policy a retention rule overrode -> that retention policy -> calls held
+    held_from: dict[str, Counter[str]] = field(default_factory=dict)
 
     def record_outcome(self, policy: str, outcome: str) -> None:
         self.outcomes[outcome] += 1
