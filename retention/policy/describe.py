@@ -213,7 +213,11 @@ def decision_words(decision: Decision, call: Call, listed: Listed) -> str:
         case Reason.DUE:
             return f"DELETE: {credited} is due and no retention rule holds the call"
         case Reason.HELD:
-            return f"KEEP: {credited} is due, but {holder} still holds the call"
+            others = decision.also_held_by
+            if not others:
+                return f"KEEP: {credited} is due, but {holder} still holds the call"
+            rest = ", ".join(others[:-1]) + (" and " if len(others) > 1 else "") + others[-1]
+            return f"KEEP: {credited} is due, but {holder} still holds the call (and {rest})"
         case Reason.NOT_YET_DUE:
             return f"KEEP: no deletion rule is due yet ({credited} will be first)"
         case Reason.NO_DELETION_RULE:
