@@ -94,3 +94,21 @@ def test_explain_names_every_rule_still_holding_the_call() -> None:
         "decision: KEEP: all-1d is due, but hold-forever still holds the call "
         "(and hold-1y and hold-2w)"
     )
+
+
+def test_explain_shows_the_annotations_of_the_rules_its_decision_names() -> None:
+    policy_set = policies(
+        """
+        policies:
+          - {name: erasure, delete_after: 0d, request_id: DSR-9, legal_basis: GDPR Art. 17}
+          - {name: other-1d, delete_after: 1d, category: never named here}
+          - {name: contract-hold, retain_for: 52w, case: C-42}
+          - {name: plain-hold, retain_for: 26w}
+        """
+    )
+    lines = explain_lines(policy_set, call(timedelta(days=10)), NOW, Listed("agent_1"))
+    assert lines[-3:] == [
+        "decision: KEEP: erasure is due, but contract-hold still holds the call (and plain-hold)",
+        "  erasure: legal basis: GDPR Art. 17; request: DSR-9",
+        "  contract-hold: case: C-42",
+    ]
