@@ -4,6 +4,7 @@ row as the rules (written out by hand below, not by the engine) decide the call.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import random
 from collections.abc import Iterator
@@ -358,3 +359,39 @@ async def test_a_call_that_cannot_be_read_gets_an_error_row(app: SandboxApp, url
     assert counts == {"error": 3}
     assert [(r.call_id, r.decision) for r in rows] == [(i, "error") for i in ids]
     assert all(r.reason.startswith("could not read the call: ") for r in rows)
+
+
+def test_rows_never_show_a_phone_number_nor_its_digest(
+    dataset: Dataset,
+    url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    telephony = [c for c in dataset.iter_all_calls(transcripts=False) if c.telephony_params]
+    numbers = {
+        number
+        for c in telephony
+        if c.telephony_params is not None
+        for number in (c.telephony_params.to, c.telephony_params.from_)
+        if number
+    }
+    assert len(telephony) >= 20 and numbers
+    digest = "sha256:" + hashlib.sha256(b"+15550100999").hexdigest()  # nobody's number
+    rule = f"{{name: erase-one, delete_after: 0d, match: {{phone_numbers: [{digest!r}]}}}}"
+    (tmp_path / "p.yaml").write_text(f"policies:\n  - {rule}\n")
+    (tmp_path / "ids.txt").write_text("\n".join(c.id for c in telephony[:40]) + "\n")
+    monkeypatch.setenv("CARTESIA_API_KEY", API_KEY)
+    argv = ["explain", "--ids", str(tmp_path / "ids.txt"), "--policies", str(tmp_path / "p.yaml")]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--base-url", url, "--now", NOW_TEXT, "--format", "csv"])
+    out, err = capsys.readouterr()
+    assert done.value.code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    terminal = [r for r in rows if r["decision"] == "keep"]
+    assert terminal and all(r["reason"] == "no_deletion_rule" for r in terminal)
+    assert all(r["failed_condition"].startswith("erase-one: its `") for r in terminal)
+    for number in numbers:
+        assert number not in out + err and number.lstrip("+") not in out + err
+    assert digest not in out and digest[7:] not in out
