@@ -95,21 +95,60 @@ def validate(paths: tuple[Path, ...]) -> int:
 
 
 @cli.command()
-@click.argument("call_id")
+@click.argument("call_id", required=False)
 @_policies_option
 @_now_option
 @_base_url_option
 @_api_key_file_option
+@click.option(
+    "--ids",
+    "ids_path",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Explain many calls: one id per line, or a CSV with a call_id column (- for stdin).",
+)
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "csv"]),
+    default="table",
+    show_default=True,
+    help="With --ids: an aligned table, or CSV.",
+)
+@_rate_option("With --ids: requests per second at most, as a run.")
+@_concurrency_option("With --ids: requests in flight at most, as a run.")
 def explain(
-    call_id: str,
+    call_id: str | None,
     policy_paths: tuple[Path, ...],
     now: str | None,
     base_url: str | None,
     api_key_file: Path | None,
+    ids_path: Path | None,
+    output: str,
+    rate: float,
+    concurrency: int,
 ) -> int:
-    """Fetch CALL_ID and show why the policies keep or delete it."""
+    """Fetch CALL_ID and show why the policies keep or delete it; or, with --ids FILE,
+    one row per call: decision, credited or holding policy, first failed condition."""
+    if (call_id is None) == (ids_path is None):
+        raise UserError("give one CALL_ID, or --ids FILE for many", where="explain")
+    if ids_path is not None:
+        from retention.run.explain import explain_ids_command
+
+        return explain_ids_command(
+            ids_path,
+            policy_paths,
+            output="csv" if output == "csv" else "table",
+            now=now,
+            base_url=base_url,
+            api_key_file=api_key_file,
+            rate=rate,
+            concurrency=concurrency,
+        )
+    if output != "table":
+        raise UserError("--format csv is for --ids FILE", where="explain")
     from retention.policy.commands import explain_command
 
+    assert call_id is not None
     return explain_command(
         call_id, policy_paths, now=now, base_url=base_url, api_key_file=api_key_file
     )

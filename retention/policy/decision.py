@@ -30,12 +30,20 @@ class Reason(enum.StrEnum):
 class Decision:
     """`credited_policy`: for DELETE the due deletion rule with the shortest duration; for
     KEEP/HELD the rule that would have deleted it; for KEEP/NOT_YET_DUE the rule that will
-    be due first. `held_by`: for KEEP/HELD the retention rule holding it longest."""
+    be due first. `held_by`: for KEEP/HELD the retention rule holding it longest;
+    `also_held_by`: every other retention rule that still holds it, longest first (ties
+    by name)."""
 
     action: Action
     reason: Reason
     credited_policy: str | None = None
     held_by: str | None = None
+    also_held_by: tuple[str, ...] = ()
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        """Every retention rule holding the call (KEEP/HELD), longest first; else ()."""
+        return () if self.held_by is None else (self.held_by, *self.also_held_by)
 
 
 SKIP_INCONSISTENT = Decision(Action.SKIP, Reason.INCONSISTENT)

@@ -108,6 +108,17 @@ def override_words(sweep: Policy, hold: Policy) -> str:
     )
 
 
+def overridden_words(sweep: Policy, hold: Policy, calls: int) -> str:
+    """For a run's report: `a 52-week retention rule, contract-hold (case: C-42),
+    overrode part of erasure-dsr-118: it kept 3 calls erasure-dsr-118 would have erased`."""
+    case = f" (case: {hold.case})" if hold.case else ""
+    kept = f"{calls} call{'s' if calls != 1 else ''}"
+    return (
+        f"{_span_words(hold)} retention rule, {hold.name}{case}, overrode part of "
+        f"{sweep.name}: it kept {kept} {sweep.name} would have erased"
+    )
+
+
 def covers(holder: Policy, policy: Policy) -> bool:
     """Whether `holder` surely matches every call `policy` matches (conservative)."""
     return all(any(h.covers(c) for c in policy.conditions) for h in holder.conditions)
@@ -213,7 +224,11 @@ def decision_words(decision: Decision, call: Call, listed: Listed) -> str:
         case Reason.DUE:
             return f"DELETE: {credited} is due and no retention rule holds the call"
         case Reason.HELD:
-            return f"KEEP: {credited} is due, but {holder} still holds the call"
+            others = decision.also_held_by
+            if not others:
+                return f"KEEP: {credited} is due, but {holder} still holds the call"
+            rest = ", ".join(others[:-1]) + (" and " if len(others) > 1 else "") + others[-1]
+            return f"KEEP: {credited} is due, but {holder} still holds the call (and {rest})"
         case Reason.NOT_YET_DUE:
             return f"KEEP: no deletion rule is due yet ({credited} will be first)"
         case Reason.NO_DELETION_RULE:
@@ -260,6 +275,12 @@ def explain_lines(policy_set: PolicySet, call: Call, now: datetime, listed: List
     lines.append("")
     decision = decide(policy_set, call, now, listed.agent_id, listed.agent_name)
     lines.append("decision: " + decision_words(decision, call, listed))
+    # The record of processing behind the decision: the annotations of the rules it names.
+    named = [decision.credited_policy] if decision.credited_policy else []
+    for name in [*named, *decision.holders]:
+        text = annotation_text(policy_set.by_name(name))
+        if text:
+            lines.append(f"  {name}: {text}")
     return lines
 
 

@@ -80,25 +80,46 @@ class _Dimension(Generic[K]):
 class _Outcomes:
     """What a set of matching policies decides, for any age."""
 
-    __slots__ = ("delete_after", "due", "held", "not_yet_due", "retain_for")
+    __slots__ = ("delete_after", "due", "held", "held_by_spans", "not_yet_due", "retain_for")
 
     def __init__(self, matching: Sequence[Policy]) -> None:
         deletions = [p for p in matching if p.kind == Kind.DELETE]
-        retentions = [p for p in matching if p.kind == Kind.RETAIN]
         # Credit: the shortest deletion (due whenever any is), ties to the first name.
         credited = min(deletions, key=lambda p: (p.duration, p.name), default=None)
-        # Holder: the longest retention (holds whenever any does), ties to the first name.
-        holder = min(
-            retentions,
+        # Holders, longest first (forever first), ties to the first name: the first holds
+        # whenever any does, and those still holding at an age are always a prefix.
+        retentions = sorted(
+            (p for p in matching if p.kind == Kind.RETAIN),
             key=lambda p: (p.duration is not None, -(p.duration or _ZERO), p.name),
-            default=None,
         )
         self.delete_after = credited.duration if credited is not None else None
-        self.retain_for = None if holder is None else (holder.duration or FOREVER)
+        self.retain_for = (retentions[0].duration or FOREVER) if retentions else None
         name = credited.name if credited is not None else None
+        names = tuple(p.name for p in retentions)
         self.due = Decision(Action.DELETE, Reason.DUE, name)
-        self.held = Decision(Action.KEEP, Reason.HELD, name, holder.name if holder else None)
+        self.held = Decision(Action.KEEP, Reason.HELD, name, names[0] if names else None, names[1:])
         self.not_yet_due = Decision(Action.KEEP, Reason.NOT_YET_DUE, name)
+        # Several holders: (span, the held decision naming the holders whose span is longer
+        # than an age between this span and the next longer one), shortest span first.
+        self.held_by_spans: tuple[tuple[timedelta, Decision], ...] | None = None
+        if len(retentions) > 1:
+            self.held_by_spans = tuple(
+                (
+                    retentions[count].duration or FOREVER,
+                    Decision(Action.KEEP, Reason.HELD, name, names[0], names[1 : count + 1]),
+                )
+                for count in range(len(retentions) - 1, -1, -1)
+            )
+
+    def held_at(self, age: timedelta) -> Decision:
+        """The held decision at `age` (< retain_for), naming every rule still holding."""
+        spans = self.held_by_spans
+        if spans is None:
+            return self.held
+        for span, decision in spans:
+            if age < span:
+                return decision
+        return self.held  # not reached: the longest span holds at any age given here
 
 
 def _dimension(
@@ -347,5 +368,5 @@ class PolicyIndex:
             return outcomes.not_yet_due
         retain_for = outcomes.retain_for
         if retain_for is not None and age < retain_for:
-            return outcomes.held
+            return outcomes.held if outcomes.held_by_spans is None else outcomes.held_at(age)
         return outcomes.due

@@ -167,6 +167,7 @@ def run_command(settings: RunSettings) -> int:
         now=settings.now,
         shard=str(settings.shard) if settings.shard else None,
         policy_sources=tuple((s.path, s.sha256) for s in settings.policies.sources),
+        policies=settings.policies.policies,
     )
     try:
         with AuditLog(settings.audit_log) as audit:

@@ -207,9 +207,7 @@ class Pipeline:
         elif decision.action is Action.KEEP:
             stats.kept[decision.reason.value] += 1
             if decision.held_by:
-                stats.held_by[decision.held_by] += 1
-                against = stats.held_from.setdefault(decision.credited_policy or "", Counter())
-                against[decision.held_by] += 1
+                stats.record_held(decision)
         else:
             stats.due += 1
             policy = decision.credited_policy or ""

@@ -12,14 +12,17 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
 from retention.api.models import Call
 from retention.errors import UserError
+from retention.policy.describe import ANNOTATION_WORDS, overridden_words
+from retention.policy.model import Kind, Policy
 from retention.run.stats import RunStats
 
 ReportFormat = Literal["csv", "json", "md"]
@@ -68,6 +71,8 @@ class RunContext:
     now: datetime
     shard: str | None
     policy_sources: tuple[tuple[str, str], ...]  # (path, sha256)
+    # The policies, for their annotations and the sweeps' override lines (not per call).
+    policies: tuple[Policy, ...] = ()
 
 
 class Report:
@@ -212,7 +217,35 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
         },
         "skipped": _counts(stats.skipped),
         "api": {"requests": stats.requests, "retries": stats.retries, "throttled": stats.throttled},
+        "policies": [_policy_entry(p, stats, context.policies) for p in context.policies],
     }
+
+
+def _policy_entry(policy: Policy, stats: RunStats, policies: Sequence[Policy]) -> dict[str, Any]:
+    """A policy with its annotations; a sweep (`delete_after: 0d`) also with the holds
+    that actually kept calls it would have erased, most calls first."""
+    entry: dict[str, Any] = {
+        "name": policy.name,
+        "rule": policy.kind.value,
+        "duration": policy.duration_text,
+        "where": policy.where,
+        **dict(policy.annotations),
+    }
+    if policy.kind == Kind.DELETE and policy.duration == timedelta(0):
+        held = stats.held_from.get(policy.name, Counter[str]())
+        holds = sorted(
+            (p for p in policies if p.kind == Kind.RETAIN and held[p.name]),
+            key=lambda p: (-held[p.name], p.name),
+        )
+        entry["overridden_by"] = [
+            {
+                "policy": hold.name,
+                "calls": held[hold.name],
+                "note": overridden_words(policy, hold, held[hold.name]),
+            }
+            for hold in holds
+        ]
+    return entry
 
 
 def _table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
@@ -291,4 +324,27 @@ def render_markdown(totals: Mapping[str, Any]) -> str:
         ("reason", "calls"),
     )
     lines += _table("Failed", [("failed", str(t["failed"]))] if t["failed"] else [], ("", "calls"))
+    lines += _policies_section(totals.get("policies", []))
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _policies_section(policies: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each policy with its annotations; then what holds overrode of each sweep."""
+    if not policies:
+        return []
+    rows: list[tuple[str, ...]] = [
+        (str(p["name"]), f"{p['rule']}: {p['duration']}", str(p["where"]), _annotation_cell(p))
+        for p in policies
+    ]
+    lines = _table("Policies", rows, ("policy", "rule", "file", "annotations"))
+    notes = [o["note"] for p in policies for o in p.get("overridden_by", [])]
+    if notes:
+        lines += ["## Sweeps overridden by retention rules", ""]
+        lines += [f"- {_md_cell(note)}" for note in notes]
+        lines.append("")
+    return lines
+
+
+def _annotation_cell(entry: Mapping[str, Any]) -> str:
+    shown = [(words, entry.get(key)) for key, words in ANNOTATION_WORDS.items()]
+    return "; ".join(f"{words}: {text}" for words, text in shown if text)

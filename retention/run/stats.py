@@ -8,6 +8,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from retention.policy.decision import Decision
+
 
 @dataclass
 class RunStats:
@@ -36,12 +38,13 @@ class RunStats:
     agent_names: dict[str, str] = field(default_factory=dict)  # agent id -> name
     by_agent: dict[str, Counter[str]] = field(default_factory=dict)  # agent id -> outcome
     by_region: dict[str, Counter[str]] = field(default_factory=dict)  # region -> outcome
-    held_by: Counter[str] = field(default_factory=Counter)  # retention policy -> calls held
+    # retention policy -> calls held: a call held by several rules counts under each
+    held_by: Counter[str] = field(default_factory=Counter)
     stop_reason: str | None = None  # max_deletes, signal, credentials, or None
     recovered: Counter[str] = field(default_factory=Counter)  # open intents of a killed run
     # For the erasure certificate (run_finished's counts): bounded by policies, never calls.
     due_by_policy: Counter[str] = field(default_factory=Counter)  # credited policy -> calls due
-    # deletion policy a retention rule overrode -> that retention policy -> calls held
+    # credited deletion policy -> retention policy -> calls it held from that deletion
     held_from: dict[str, Counter[str]] = field(default_factory=dict)
 
     def record_outcome(self, policy: str, outcome: str) -> None:
@@ -53,6 +56,14 @@ class RunStats:
         self.record_outcome(policy, outcome)
         self.by_agent.setdefault(agent_id, Counter())[outcome] += 1
         self.by_region.setdefault(region, Counter())[outcome] += 1
+
+    def record_held(self, decision: Decision) -> None:
+        """A call kept because retention rules hold it: counted under every holder, and
+        under each (credited deletion rule, holder) pair for the sweeps' report lines."""
+        credited = decision.credited_policy or ""
+        for holder in decision.holders:
+            self.held_by[holder] += 1
+            self.held_from.setdefault(credited, Counter())[holder] += 1
 
     @property
     def elapsed(self) -> float:

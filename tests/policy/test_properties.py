@@ -182,13 +182,12 @@ def reference_decision(
         p for p in matching if p.kind == Kind.RETAIN and (p.duration is None or age < p.duration)
     ]
     if holding:
+        # Every rule still holding is named: forever ones by name, then longest first.
         forever = sorted(p.name for p in holding if p.duration is None)
-        longest = (
-            forever[0]
-            if forever
-            else max(holding, key=lambda p: (p.duration, [-ord(c) for c in p.name])).name
-        )
-        return Decision(Action.KEEP, Reason.HELD, due[0].name, longest)
+        finite = [(p.duration, p.name) for p in holding if p.duration is not None]
+        by_span = [name for _, name in sorted(finite, key=lambda f: (-f[0], f[1]))]
+        names = forever + by_span
+        return Decision(Action.KEEP, Reason.HELD, due[0].name, names[0], tuple(names[1:]))
     return Decision(Action.DELETE, Reason.DUE, due[0].name)
 
 

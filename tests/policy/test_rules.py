@@ -154,8 +154,13 @@ BASE_CASES: list[tuple[str, dict[str, Any], Decision]] = [
         Decision(D, Reason.DUE, "default-90d"),
     ),
     (
-        "two holds: the longest is named",
+        "two holds: the longest first, then the other",
         {"metadata": {"tier": "enterprise", "legal_hold": True}},
+        Decision(K, Reason.HELD, "default-90d", "legal-hold", ("enterprise-1y",)),
+    ),
+    (
+        "two holds, one expired: only the one still holding is named",
+        {"start_time": NOW - 400 * DAY, "metadata": {"tier": "enterprise", "legal_hold": True}},
         Decision(K, Reason.HELD, "default-90d", "legal-hold"),
     ),
     (
