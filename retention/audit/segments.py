@@ -13,6 +13,7 @@ This module names and finds those files and reads them line by line in flat memo
 
 from __future__ import annotations
 
+import filecmp
 import gzip
 import hashlib
 import io
@@ -157,12 +158,19 @@ def log_files(paths: Sequence[Path]) -> list[LogFile]:
         raise SegmentsError(
             f"the segments belong to {len(bases)} logs ({', '.join(sorted(bases))})", where="FILE"
         )
+    unique: list[LogFile] = []
     for before, after in itertools.pairwise(segments):
-        if before.number == after.number:
+        if before.number != after.number:
+            unique.append(before)
+        elif not filecmp.cmp(before.path, after.path, shallow=False):
             raise SegmentsError(
-                f"segment {before.number} given twice ({before.path}, {after.path})", where="FILE"
+                f"segment {before.number} given twice, with different content "
+                f"({before.path}, {after.path})",
+                where="FILE",
             )
-    return [*segments, *live]
+    if segments:
+        unique.append(segments[-1])  # an archived copy of a segment kept beside the log: once
+    return [*unique, *live]
 
 
 class _HashingReader:

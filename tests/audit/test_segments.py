@@ -204,3 +204,23 @@ def test_verifying_ten_segments_of_ten_times_more_lines_takes_no_more_memory(
     small_live, large_live = _segmented(small, 10_000), _segmented(large, 100_000)
     # Only open intents, one summary per run and one per file are kept.
     assert _peak(large_live, 100_000) - _peak(small_live, 10_000) < 64 * 1024
+
+
+def test_archived_segments_and_the_log_beside_its_newest_verify_together(
+    tmp_path: Path, lines: list[bytes]
+) -> None:
+    here, archive = tmp_path / "here", tmp_path / "archive"
+    here.mkdir()
+    archive.mkdir()
+    live = split(here, lines, [5, 10, 15])
+    for segment in sorted(here.glob("*.gz")):  # every segment copied away...
+        (archive / segment.name).write_bytes(segment.read_bytes())
+    for number in (1, 2):  # ...and all but the newest removed from beside the log
+        (here / f"audit.jsonl.{number:06d}.gz").unlink()
+    assert not verify_log(live).intact
+    summary = verify_log([archive, live])
+    assert summary.problem is None, summary.problem
+    assert [f.segment for f in summary.files] == [1, 2, 3, None]
+    (archive / "audit.jsonl.000003.gz").write_bytes(b"not the same")
+    with pytest.raises(SegmentsError, match="different content"):
+        verify_log([archive, live])

@@ -314,3 +314,17 @@ def test_a_replaced_state_file_is_refused_before_anything_is_written(tmp_path: P
     with pytest.raises(RotationError, match="not the segment the rotation state records"):
         AuditLog(live).open()
     assert os.path.getsize(live) == size
+
+
+def test_a_report_may_not_overwrite_the_rotation_state(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    workspace: Workspace,
+    url: str,
+) -> None:
+    # By another name: a link whose extension a report may have.
+    report = workspace.root / "report.md"
+    report.symlink_to(workspace.audit_log.with_name("audit.jsonl.state"))
+    outcome = run_cli(capsys, monkeypatch, workspace, url, "--report", str(report))
+    assert outcome.code == 2
+    assert "rotation state" in outcome.err and outcome.err.count("\n") == 1
