@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, str, Benchmark]] = {
     "memory": ("4", "peak RSS, large / small dry run", cases.memory_flat),
     "engine": ("5", "policy engine", inprocess.policy_engine),
     "audit": ("6", "audit verify peak RSS", inprocess.audit_verify),
+    "segments": ("7", "audit verify peak RSS, 10 segments", inprocess.audit_verify_segments),
 }
 
 

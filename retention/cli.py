@@ -173,7 +173,7 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=True))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True))
 @click.option("--api", "against_api", is_flag=True, help="Also confirm every logged redaction.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the evidence (.md/.json).")
 @_base_url_option
@@ -193,7 +193,7 @@ def audit() -> None:
     help="Prove the log still holds every checkpoint witnessed in this directory.",
 )
 def audit_verify(
-    file: Path,
+    files: tuple[Path, ...],
     against_api: bool,
     report: Path | None,
     base_url: str | None,
@@ -203,12 +203,14 @@ def audit_verify(
     public_keys: tuple[Path, ...],
     witness: Path | None,
 ) -> int:
-    """Check FILE's hash chain and intents; with --api, re-read each redacted call."""
+    """Check the hash chain and intents of a log: its FILE, with its segments beside it, or a
+    directory of segments, or segments and the live file; with --api, re-read each redacted
+    call."""
     from retention.audit.command import api_options, verify_command
 
     options = api_options(base_url, api_key_file, rate, concurrency) if against_api else None
     return verify_command(
-        file, report=report, api=options, public_keys=public_keys, witness=witness
+        files, report=report, api=options, public_keys=public_keys, witness=witness
     )
 
 
@@ -257,6 +259,27 @@ def audit_certificate(
     return certificate_command(
         file, policy, out=out, api=options, public_keys=public_keys, witness=witness
     )
+
+
+@audit.command("rotate")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--signing-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="RETENTION_SIGNING_KEY",
+    help="End the segment on a checkpoint signed with this key (needed for a signed log).",
+)
+@click.option(
+    "--witness",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="RETENTION_WITNESS",
+    help="Also keep that checkpoint in this directory (needs --signing-key).",
+)
+def audit_rotate(file: Path, signing_key: Path | None, witness: Path | None) -> int:
+    """Close the audit log FILE as its next numbered gzip segment, under the run's lock."""
+    from retention.run.rotation import rotate_command
+
+    return rotate_command(file, signing_key=signing_key, witness_dir=witness)
 
 
 @audit.command("keygen")
@@ -349,6 +372,12 @@ def audit_keygen(key_file: Path) -> int:
     type=click.Path(path_type=Path, file_okay=False),
     envvar="RETENTION_WITNESS",
     help="Directory that also keeps each checkpoint as its own file (needs --signing-key).",
+)
+@click.option(
+    "--rotate-bytes",
+    type=click.IntRange(min=1),
+    envvar="RETENTION_ROTATE_BYTES",
+    help="At the run's end, close the audit log as a gzip segment once it holds this many bytes.",
 )
 def run(**flags: Any) -> int:
     """Delete the sensitive data of every call the policies say is due (dry run by default)."""

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from retention.audit.chain import OUTCOME_EVENTS
-from retention.audit.reader import LineFormatError, iter_lines, open_log, parse_line
+from retention.audit.reader import LineFormatError, parse_line
+from retention.audit.segments import iter_log_lines
 from retention.audit.signing import CHECKPOINT_EVENT
 from retention.audit.verify import REDACTION_EVENTS
 from retention.errors import UserError
@@ -253,16 +254,16 @@ def read_sweep(path: Path, policy: str, *, max_lines: int, spool: IO[str]) -> Sw
     """Stream the first `max_lines` lines of the (verified) log; UnknownPolicy when the
     log never names `policy`."""
     reader = SweepReader(policy, spool)
-    with open_log(path) as stream:
-        for raw in iter_lines(stream):
-            if raw.number > max_lines:
-                break  # lines a live run appended after the verified pass
-            if not raw.complete:
-                continue
-            try:
-                reader.feed(parse_line(raw.data))
-            except LineFormatError:
-                continue
+    # The log's segments too, numbered through the whole log as verify numbered them.
+    for raw in iter_log_lines(path):
+        if raw.number > max_lines:
+            break  # lines a live run appended after the verified pass
+        if not raw.complete:
+            continue
+        try:
+            reader.feed(parse_line(raw.data))
+        except LineFormatError:
+            continue
     if policy not in reader.known:
         raise UnknownPolicy(_unknown(policy, reader.known), where=f"--policy {policy}")
     spool.flush()

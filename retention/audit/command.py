@@ -83,14 +83,14 @@ def _progress_reporter(total: int) -> tuple[Callable[[ApiProof], None], Callable
     return log_line, lambda: None
 
 
-async def _prove(path: Path, summary: LogSummary, options: ApiOptions) -> ApiProof:
+async def _prove(paths: Sequence[Path], summary: LogSummary, options: ApiOptions) -> ApiProof:
     gate = RateLimiter(options.rate, options.concurrency)
     client = CartesiaClient(base_url=options.base_url, api_key=options.api_key, gate=gate)
     on_checked, done = _progress_reporter(summary.redactions)
     try:
         async with client:
             return await prove_against_api(
-                path,
+                paths,
                 client,
                 verified_lines=summary.lines,
                 to_check=summary.redactions,
@@ -102,7 +102,7 @@ async def _prove(path: Path, summary: LogSummary, options: ApiOptions) -> ApiPro
 
 
 def verify_command(
-    path: Path,
+    files: Path | Sequence[Path],
     *,
     report: Path | None,
     api: ApiOptions | None,
@@ -111,28 +111,30 @@ def verify_command(
 ) -> int:
     """Run the whole command; returns the exit status (UserError for exit 2)."""
     # Never overwrite the log being verified, nor a key.
-    check_outputs(
-        path, {"--report": report}, keep=[(f"the public key {key}", key) for key in public_keys]
-    )
+    paths = [files] if isinstance(files, Path) else list(files)
+    for path in paths:
+        check_outputs(
+            path, {"--report": report}, keep=[(f"the public key {key}", key) for key in public_keys]
+        )
     if report is not None:
         check_report_path(report)
     if api is not None:
         check_base_url(api.base_url)  # refuse a bad URL before reading millions of lines
     keys = load_public_keys(public_keys) if public_keys else None
-    summary = verify_log(path, lock_probe=run_holds_lock, keys=keys, witness_dir=witness)
+    summary = verify_log(paths, lock_probe=run_holds_lock, keys=keys, witness_dir=witness)
     if summary.run_holds_lock:
         click.echo(f"retention: {LIVE_RUN_NOTE}", err=True)
     proof: ApiProof | None = None
     if api is not None and summary.intact:
         configure()  # progress and client retries log to stderr, never amid the summary
-        proof = anyio.run(_prove, path, summary, api)
+        proof = anyio.run(_prove, paths, summary, api)
     elif api is not None:
         click.echo("api check   skipped: the log itself is broken", err=True)
     click.echo(summary_text(summary, proof))
     if report is not None:
         write_report(report, evidence(summary, proof, made_at=datetime.now(UTC)))
     if summary.problem is not None:
-        click.echo(f"retention: audit log broken: {path}: {summary.problem}", err=True)
+        click.echo(f"retention: audit log broken: {summary.path}: {summary.problem}", err=True)
         return ExitCode.SOME_FAILED
     if proof is None:
         return ExitCode.OK

@@ -10,7 +10,7 @@ first few (by line) are kept; the rest are counted.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,8 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
-from retention.audit.reader import LineFormatError, iter_lines, open_log, parse_line
+from retention.audit.reader import LineFormatError, parse_line
+from retention.audit.segments import iter_log_lines
 from retention.audit.verify import REDACTION_EVENTS, parse_instant
 
 MISMATCHES_KEPT: Final = 20
@@ -94,25 +95,27 @@ def _iso(instant: datetime | None) -> str:
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-async def _produce(path: Path, max_lines: int, send: ObjectSendStream[Claim]) -> None:
+async def _produce(
+    paths: Path | Sequence[Path], max_lines: int, send: ObjectSendStream[Claim]
+) -> None:
     # Local-disk reads through a 1 MiB buffer: blocking for microseconds, not worth a thread.
     async with send:
-        with open_log(path) as stream:
-            for raw in iter_lines(stream):
-                if raw.number > max_lines:
-                    return  # lines appended after the verified pass are not part of the proof
-                if not raw.complete:
-                    continue
-                try:
-                    record = parse_line(raw.data)
-                except LineFormatError:
-                    continue
-                if record.get("event") not in REDACTION_EVENTS:
-                    continue
-                call_id, logged = record.get("call_id"), record.get("redacted_at")
-                logged_at = parse_instant(logged)
-                if isinstance(call_id, str) and isinstance(logged, str) and logged_at:
-                    await send.send(Claim(raw.number, call_id, logged, logged_at))
+        # The log's segments too, numbered through the whole log as verify numbered them.
+        for raw in iter_log_lines(paths):
+            if raw.number > max_lines:
+                return  # lines appended after the verified pass are not part of the proof
+            if not raw.complete:
+                continue
+            try:
+                record = parse_line(raw.data)
+            except LineFormatError:
+                continue
+            if record.get("event") not in REDACTION_EVENTS:
+                continue
+            call_id, logged = record.get("call_id"), record.get("redacted_at")
+            logged_at = parse_instant(logged)
+            if isinstance(call_id, str) and isinstance(logged, str) and logged_at:
+                await send.send(Claim(raw.number, call_id, logged, logged_at))
 
 
 async def _check(
@@ -149,7 +152,7 @@ async def _check(
 
 
 async def prove_against_api(
-    path: Path,
+    paths: Path | Sequence[Path],
     client: CartesiaClient,
     *,
     verified_lines: int,
@@ -168,7 +171,7 @@ async def prove_against_api(
                 proof.refused_status = status
             group.cancel_scope.cancel()
 
-        group.start_soon(_produce, path, verified_lines, send)
+        group.start_soon(_produce, paths, verified_lines, send)
         async with receive:
             for _ in range(max(1, workers)):
                 group.start_soon(_check, client, receive.clone(), proof, on_checked, stop)

@@ -33,6 +33,7 @@ written. Both are reported as in flight, never as a break.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -44,12 +45,20 @@ from typing import Any, Final, Literal
 from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, chain_hash
 from retention.audit.reader import (
     AuditFileError,
-    DigestingReader,
     LineFormatError,
     RawLine,
     iter_lines,
-    open_log,
     parse_line,
+)
+from retention.audit.segments import (
+    GZIP_ERRORS,
+    LogFile,
+    RotationState,
+    drain,
+    log_files,
+    open_lines,
+    read_state,
+    state_path,
 )
 from retention.audit.signing import CHECKPOINT_EVENT, PublicKey, check_signature
 from retention.audit.witness import Witnessed, read_witness
@@ -66,6 +75,7 @@ ProblemKind = Literal[
     "intent_mismatch",
     "checkpoint",
     "witness",
+    "segment",
 ]
 REDACTION_EVENTS: Final = frozenset({"deleted", "already_redacted"})
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
@@ -74,12 +84,26 @@ _ID_KEYS: Final = frozenset({"call_id", "agent_id", "policy"})
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    line: int
+    line: int  # in `file` when one is named, else in the log
     kind: ProblemKind
     detail: str
+    file: str = ""  # the segment or live file, when the log has segments
+    at: int = 0  # the line's number through the whole log (orders problems)
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.detail}"
+        where = f"{self.file} line {self.line}" if self.file else f"line {self.line}"
+        return f"{where}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class FileSummary:
+    """One file of a rotated log, as read: name, digest and size as stored, its lines."""
+
+    path: Path
+    segment: int | None
+    sha256: str
+    size: int
+    lines: int
 
 
 @dataclass(slots=True)
@@ -139,6 +163,7 @@ class LogSummary:
     witness: Path | None = None
     witnessed: int = 0  # checkpoints in the witness
     witness_found: int = 0  # of them, found in the log with their hash
+    files: list[FileSummary] = field(default_factory=list)  # with segments: each file read
 
     @property
     def uncovered(self) -> int:
@@ -212,6 +237,49 @@ class Verifier:
         self._halted = False
         self._open: dict[str, OpenIntent] = {}  # call_id -> intent; bounded by work in flight
         self._unfinished_line: int | None = None  # a last line without its newline
+        # Files of a rotated log: (lines before it, its name), one entry per file.
+        self._starts: list[tuple[int, str]] = []
+        self._segmented = False
+        self._file_first_line = 1
+        self._previous_segment: int | None = None
+        self._expected_state: RotationState | None = None
+
+    def expect_state(self, state: RotationState) -> None:
+        """The chain must pass through the rotation state's last `seq` and `hash`."""
+        self._expected_state = state
+
+    def begin_file(self, item: LogFile, lines_before: int, *, segmented: bool) -> None:
+        """The next file of the log starts after `lines_before` lines."""
+        self._segmented = segmented
+        self._starts.append((lines_before, item.label))
+        self._file_first_line = lines_before + 1
+        number, before = item.number, self._previous_segment
+        if number is not None and before is not None and number != before + 1:
+            missing = item.path.name.replace(f".{number:06d}.gz", f".{before + 1:06d}.gz")
+            self._halt(
+                lines_before + 1,
+                "segment",
+                f"segment {missing} is missing: segment {before:06d} is followed by {number:06d}",
+            )
+        if number is not None:
+            self._previous_segment = number
+
+    def damaged_file(self, item: LogFile, lines_read: int, error: BaseException) -> None:
+        """A segment's compressed stream cannot be read (altered, or cut short)."""
+        reason = str(error) or type(error).__name__
+        self._halt(
+            lines_read + 1,
+            "segment",
+            f"the compressed segment is damaged ({reason}): it was altered or cut short",
+        )
+
+    def _where(self, line: int) -> tuple[str, int]:
+        """(file name, line in it) of a line numbered through the whole log."""
+        if not self._segmented or not self._starts:
+            return "", line
+        index = bisect.bisect_right(self._starts, line, key=lambda start: start[0] + 1) - 1
+        before, name = self._starts[max(index, 0)]
+        return name, line - before
 
     @property
     def open_intents(self) -> int:
@@ -225,8 +293,9 @@ class Verifier:
     def _report(self, line: int, kind: ProblemKind, detail: str) -> None:
         summary = self.summary
         summary.problems += 1
-        if summary.problem is None or line < summary.problem.line:
-            summary.problem = Problem(line, kind, detail)
+        if summary.problem is None or line < summary.problem.at:
+            name, local = self._where(line)
+            summary.problem = Problem(local, kind, detail, name, line)
 
     def _halt(self, line: int, kind: ProblemKind, detail: str) -> None:
         self._report(line, kind, detail)
@@ -262,6 +331,16 @@ class Verifier:
             self._halt(number, "bad_value", "`seq` must be an integer and `hash` 64 hex digits")
             return False
         expected = self.summary.last_seq + 1
+        boundary = self._segmented and number == self._file_first_line
+        if seq != expected and boundary:
+            name, _ = self._where(number)
+            self._halt(
+                number,
+                "segment",
+                f"{name} starts at seq {seq}, but the chain expects seq {expected}: "
+                "a segment is missing or out of order",
+            )
+            return False
         if seq != expected:
             if seq > expected:
                 gone = seq - expected
@@ -275,7 +354,22 @@ class Verifier:
             self._halt(number, "seq", detail)
             return False
         if chain_hash(self._previous_hash, record) != recorded:
-            self._halt(number, "hash", "hash mismatch: the line was altered, or the one before it")
+            detail = "hash mismatch: the line was altered, or the one before it"
+            if boundary and number > 1:
+                detail = (
+                    "hash mismatch: the file's first line does not chain from the previous "
+                    "file's last line (a segment replaced, or this line altered)"
+                )
+            self._halt(number, "hash", detail)
+            return False
+        state = self._expected_state
+        if state is not None and seq == state.last_seq and recorded != state.last_hash:
+            self._halt(
+                number,
+                "segment",
+                f"seq {seq} has another hash than the rotation state records for the end "
+                f"of segment {state.segment:06d}: a segment was replaced",
+            )
             return False
         self._hash_before = self._previous_hash
         self._previous_hash = recorded
@@ -454,6 +548,15 @@ class Verifier:
             # killed run's intents, its recovery does). Any break before stays a break.
             summary.in_flight = len(self._open) if self._unfinished_line is None else 0
             return summary
+        state = self._expected_state
+        if not self._halted and state is not None and summary.last_seq < state.last_seq:
+            self._report(
+                summary.lines + 1,
+                "segment",
+                f"the rotation state records segment {state.segment:06d} ending at seq "
+                f"{state.last_seq}, but the files end at seq {summary.last_seq}: "
+                "a segment is missing",
+            )
         if not self._halted and self._next_witnessed < len(self._witness):
             missing = self._witness[self._next_witnessed]
             self._report(
@@ -483,34 +586,77 @@ def _no_run(_path: Path) -> bool:
 
 
 def verify_log(
-    path: Path,
+    paths: Path | Sequence[Path],
     *,
     lock_probe: Callable[[Path], bool] = _no_run,
     keys: Mapping[str, PublicKey] | None = None,
     witness_dir: Path | None = None,
 ) -> LogSummary:
-    """Stream the log at `path` and return what it proves (raises AuditFileError if unreadable).
+    """Stream the log and return what it proves (raises AuditFileError if unreadable).
 
-    `lock_probe(path)` tells whether a run holds the log's lock (the command passes
-    `retention.run.audit.run_holds_lock`); it is asked before reading, and after if
-    the end of the file needs it. The default says no run ever does.
+    `paths` is the live file (its segments beside it come along), or any mix of
+    directories, segments and the live file (`segments.log_files`): they are read in
+    chain order as one log. `lock_probe(path)` tells whether a run holds the live
+    file's lock (the command passes `retention.run.audit.run_holds_lock`); it is asked
+    before reading, and after if the end of the file needs it. The default says no run
+    ever does. A rotation while the files are read changes the list of files: then
+    they are read again.
     """
+    given = [paths] if isinstance(paths, Path) else list(paths)
     # The witness first: a run writes a checkpoint to the log before the witness.
     witness = read_witness(witness_dir) if witness_dir is not None else []
-    live = lock_probe(path)
-    with open_log(path) as stream:
-        verifier = Verifier(path, keys=keys, witness=witness, witness_dir=witness_dir)
-        reader = DigestingReader(stream)
-        try:
-            for raw in iter_lines(reader):
-                verifier.feed(raw)
-        except OSError as err:
-            raise AuditFileError(
-                f"read failed after line {verifier.summary.lines} ({type(err).__name__})",
-                where=str(path),
-            ) from None
-        # A run that started while the file was read: its tail is in flight too.
-        live = live or (verifier.tail_pending and lock_probe(path))
-        return verifier.finish(
-            sha256=reader.digest.hexdigest(), size=reader.size, run_holds_lock=live
-        )
+    summary: LogSummary | None = None
+    for _attempt in range(ROTATION_RETRIES):
+        files = log_files(given)
+        summary = _verify_files(files, lock_probe, keys, witness, witness_dir)
+        if log_files(given) == files:
+            break
+    assert summary is not None
+    return summary
+
+
+ROTATION_RETRIES: Final = 3
+
+
+def _verify_files(
+    files: Sequence[LogFile],
+    lock_probe: Callable[[Path], bool],
+    keys: Mapping[str, PublicKey] | None,
+    witness: Sequence[Witnessed],
+    witness_dir: Path | None,
+) -> LogSummary:
+    live = next((item.path for item in files if not item.is_segment), None)
+    path = live if live is not None else files[-1].path
+    segmented = any(item.is_segment for item in files)
+    running = live is not None and lock_probe(live)
+    verifier = Verifier(path, keys=keys, witness=witness, witness_dir=witness_dir)
+    state = read_state(state_path(live)) if live is not None else None
+    if state is not None and state.segment > 0:
+        verifier.expect_state(state)
+    lines_before = 0
+    sha256, size = "", 0
+    for item in files:
+        verifier.begin_file(item, lines_before, segmented=segmented)
+        with open_lines(item) as opened:
+            number = 0
+            try:
+                for raw in iter_lines(opened.lines):
+                    number = raw.number
+                    verifier.feed(RawLine(lines_before + number, raw.data, raw.too_long))
+            except GZIP_ERRORS as err:
+                verifier.damaged_file(item, lines_before + number, err)
+                drain(opened)
+            except OSError as err:
+                raise AuditFileError(
+                    f"read failed after line {number} ({type(err).__name__})",
+                    where=str(item.path),
+                ) from None
+            lines_before += number
+            sha256, size = opened.digest(), opened.size()
+            if segmented:
+                verifier.summary.files.append(
+                    FileSummary(item.path, item.number, sha256, size, number)
+                )
+    # A run that started while the file was read: its tail is in flight too.
+    running = running or (live is not None and verifier.tail_pending and lock_probe(live))
+    return verifier.finish(sha256=sha256, size=size, run_holds_lock=running)

@@ -39,6 +39,8 @@ from typing import Any, Final
 
 from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, encode_line, seal
 from retention.audit.reader import LineFormatError, iter_lines, parse_line
+from retention.audit.segments import CarriedIntent, RotationState, read_state, state_path
+from retention.audit.signing import CHECKPOINT_EVENT
 from retention.errors import ExitCode, UserError
 from retention.log import get_logger
 
@@ -74,8 +76,9 @@ class OpenIntent:
     agent_id: str
     policy: str
     run_id: str
-    line: int
+    line: int  # in the live file; 0 for an intent carried over a rotation
     ts: str = ""  # when the intent was written (RFC 3339), for recovery's settle window
+    seq: int = 0
 
 
 @dataclass
@@ -87,6 +90,8 @@ class ScanResult:
     last_hash: str = GENESIS_HASH
     open_intents: dict[str, OpenIntent] = field(default_factory=dict)
     torn_bytes: int = 0  # length of a torn last line that was moved aside
+    last_event: str = ""
+    signed: bool = False  # the log holds a checkpoint: a rotation must end on one
 
 
 def utc_timestamp(instant: datetime | None = None) -> str:
@@ -164,7 +169,13 @@ class AuditLog:
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self.scan = ScanResult()
+        self.state = RotationState()  # where the last rotation left the chain
         self.created = False
+
+    @property
+    def fd(self) -> int | None:
+        """The open, locked descriptor of the live file (rotation reads and truncates it)."""
+        return self._fd
 
     # -- opening -----------------------------------------------------------------
 
@@ -183,11 +194,39 @@ class AuditLog:
             deadline = time.monotonic() + self.patience
             self._acquire_lock(deadline)
             self._open_file(deadline)
-            self.scan = self._scan()
+            self._settle_rotation()
         except BaseException:
             self.close()
             raise
         return self.scan
+
+    def _settle_rotation(self) -> None:
+        """Continue from the last rotation; complete one a crash interrupted; then scan."""
+        from retention.run.rotation import finish_pending, settle
+
+        assert self._fd is not None
+        self.state = read_state(state_path(self.resolved)) or RotationState()
+        pending = settle(self.resolved, self._fd, self.state)
+        self.scan = self._scan()
+        if pending is not None:
+            finish_pending(self, pending)
+
+    def rescan(self) -> ScanResult:
+        """Read the live file again (a rotation carries the intents open at its end)."""
+        self.scan = self._scan()
+        return self.scan
+
+    def carried_intents(self) -> tuple[CarriedIntent, ...]:
+        """The open intents, as the rotation state carries them to the next file."""
+        return tuple(
+            CarriedIntent(i.call_id, i.agent_id, i.policy, i.run_id, i.seq, i.ts)
+            for i in self.scan.open_intents.values()
+        )
+
+    def rotated(self, state: RotationState) -> None:
+        """The live file was closed as a segment and emptied: the chain goes on from `state`."""
+        self.state = state
+        self.scan.lines = 0
 
     def _locked(self, what: Path) -> AuditLogLocked:
         return AuditLogLocked(
@@ -289,7 +328,18 @@ class AuditLog:
     def _scan(self) -> ScanResult:
         """Stream the file once: last seq/hash, open intents, a torn tail."""
         assert self._fd is not None
-        result = ScanResult()
+        state = self.state
+        result = ScanResult(last_seq=state.last_seq, last_hash=state.last_hash, signed=state.signed)
+        for carried in state.open_intents:
+            result.open_intents[carried.call_id] = OpenIntent(
+                carried.call_id,
+                carried.agent_id,
+                carried.policy,
+                carried.run_id,
+                0,
+                carried.ts,
+                carried.seq,
+            )
         offset = 0  # byte offset of the line being read
         # Read through the locked descriptor (a duplicate, from the start): the same file.
         duplicate = os.dup(self._fd)
@@ -317,6 +367,8 @@ class AuditLog:
         if seq != result.last_seq + 1:
             raise self._damaged(number, f"seq {seq} does not follow {result.last_seq}")
         result.lines, result.last_seq, result.last_hash = number, seq, digest
+        result.last_event = event
+        result.signed = result.signed or event == CHECKPOINT_EVENT
         call_id = record.get("call_id")
         if event == "delete_requested" and isinstance(call_id, str):
             result.open_intents[call_id] = OpenIntent(
@@ -326,6 +378,7 @@ class AuditLog:
                 str(record.get("run_id", "")),
                 number,
                 str(record.get("ts", "")),
+                seq,
             )
         elif event in OUTCOME_EVENTS and isinstance(call_id, str):
             result.open_intents.pop(call_id, None)
@@ -377,6 +430,8 @@ class AuditLog:
                 raise ValueError(f"bad audit record {event!r}: missing {missing}")
             sealed = seal(self.scan.last_hash, self.scan.last_seq + 1, record)
             self.scan.last_seq, self.scan.last_hash = sealed["seq"], sealed["hash"]
+            self.scan.last_event = str(event)
+            self.scan.signed = self.scan.signed or event == CHECKPOINT_EVENT
             lines.append(encode_line(sealed))
         return lines
 

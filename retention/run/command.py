@@ -8,6 +8,7 @@ key itself is checked by the first request (GET /agents), before any deletion.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
 from retention.audit.signing import Signer
-from retention.audit.witness import Witness
+from retention.audit.witness import Witness, WitnessWriteError
 from retention.errors import ExitCode, UserError
 from retention.log import configure, get_logger
 from retention.policy.model import PolicySet
@@ -49,6 +50,7 @@ from retention.run.pipeline import LISTING_TASKS, Pipeline, run_counts
 from retention.run.progress import print_summary, show_progress
 from retention.run.recovery import RecoveryIncomplete, recover
 from retention.run.report import Report, RunContext
+from retention.run.rotation import rotate
 from retention.run.shard import Shard
 from retention.run.stats import RunStats
 
@@ -94,6 +96,7 @@ class RunSettings:
     metrics_file: Path | None = None
     signer: Signer | None = field(default=None, compare=False)  # --signing-key, loaded
     witness: Path | None = None
+    rotate_bytes: int | None = None  # --rotate-bytes: rotate at the run's end past this size
     checkpoint_lines: int = CHECKPOINT_EVERY_LINES
     checkpoint_seconds: float = CHECKPOINT_EVERY_SECONDS
     handle_signals: bool = True
@@ -177,6 +180,7 @@ def run_command(settings: RunSettings) -> int:
                 code = anyio.run(_run, settings, audit, run_id, stats, report)
             except BaseException as err:
                 code = _failure_code(_unwrap(err))
+            code = _rotate_if_due(settings, audit, run_id, code)
     except (UserError, KeyboardInterrupt) as err:
         # Exits 2, 5 and 6 end here: their metrics are pushed too, with this run_id.
         stats.exit_code = err.exit_code if isinstance(err, UserError) else ExitCode.INTERRUPTED
@@ -215,6 +219,21 @@ def _finish(
         print_summary(stats)
     finally:
         structlog.contextvars.unbind_contextvars("run_id")
+    return code
+
+
+def _rotate_if_due(settings: RunSettings, audit: AuditLog, run_id: str, code: int) -> int:
+    """At the run's end, every line written and the lock still held: rotate past the size."""
+    limit = settings.rotate_bytes
+    if limit is None or audit.fd is None or os.fstat(audit.fd).st_size < limit:
+        return code
+    witness = Witness(settings.witness) if settings.witness else None
+    try:
+        rotate(audit, run_id=run_id, signer=settings.signer, witness=witness)
+    except (OSError, UserError, WitnessWriteError) as err:
+        # Every line is still in the log (a rotation never loses one); the next run retries.
+        _log.error("run.rotation_failed", error=str(err))
+        return code or ExitCode.SOME_FAILED
     return code
 
 

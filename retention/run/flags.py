@@ -70,6 +70,7 @@ def settings_from_flags(
     metrics_file: Path | None,
     signing_key: Path | None = None,
     witness: Path | None = None,
+    rotate_bytes: int | None = None,
 ) -> RunSettings:
     """Cheap checks first (flags), then policies, then the key and base URL."""
     if report is not None:
@@ -111,6 +112,7 @@ def settings_from_flags(
         metrics_file=metrics_file,
         signer=signer,
         witness=witness,
+        rotate_bytes=rotate_bytes,
     )
 
 

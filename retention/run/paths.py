@@ -15,8 +15,9 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from retention.audit.segments import state_path
 from retention.errors import UserError
-from retention.run.audit import lock_path, torn_path
+from retention.run.audit import lock_path, resolve_log, torn_path
 
 
 class OutputPathError(UserError):
@@ -49,6 +50,10 @@ def _kept_files(
         (f"the audit log {audit_log}", audit_log),
         (f"the audit log's lock file {lock_path(audit_log)}", lock_path(audit_log)),
         (f"the audit log's torn-line file {torn_path(audit_log)}", torn_path(audit_log)),
+        (
+            f"the audit log's rotation state {state_path(resolve_log(audit_log))}",
+            state_path(resolve_log(audit_log)),
+        ),
     ]
     # The sidecars of the name as given, too (an older version locked that one).
     for suffix, what in ((".lock", "lock file"), (".torn", "torn-line file")):
