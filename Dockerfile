@@ -5,30 +5,44 @@
 #     -e CARTESIA_API_KEY cartesia-retention:0.1.0                # dry run (the default CMD)
 #   docker run --rm cartesia-retention:0.1.0 demo                 # the tour, no key needed
 #
-# The base is pinned to an exact Python patch release on Debian 12. For bit-for-bit
-# rebuilds, append its digest: `docker buildx imagetools inspect python:3.11.13-slim-bookworm`.
+# The base is pinned to an exact Python patch release on Debian 12 (no digest here:
+# none could be read from this build machine). To pin it by digest, run
+#   docker buildx imagetools inspect python:3.11.13-slim-bookworm
+# and append the printed `Digest:` to both FROM lines: python:3.11.13-slim-bookworm@sha256:...
+#
+# Every Python package comes from requirements/*.txt, exact versions with sha256 hashes
+# (pip --require-hashes), made by requirements/update from pyproject.toml.
 
+# Build stage: the wheel, with the locked setuptools and wheel, and the runtime venv.
 FROM python:3.11.13-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY requirements/build.txt requirements/runtime.txt ./requirements/
+RUN python -m venv /opt/build \
+ && /opt/build/bin/pip install --require-hashes -r requirements/build.txt
 # Only what the package needs; .dockerignore keeps secrets, venvs and audit logs out.
 COPY pyproject.toml README.md ./
 COPY policies ./policies
 COPY retention ./retention
-# Dependencies come from the project's own metadata (pyproject.toml), into a venv
-# that the runtime stage copies whole.
-RUN python -m venv /opt/retention \
- && /opt/retention/bin/pip install . \
+# The runtime venv has no pip, setuptools or wheel: the build venv's pip fills it.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && python -m venv --without-pip /opt/retention \
+ && /opt/build/bin/pip --python /opt/retention/bin/python install \
+      --require-hashes --no-deps -r requirements/runtime.txt \
+ && /opt/build/bin/pip --python /opt/retention/bin/python install --no-deps /wheels/*.whl \
  && /opt/retention/bin/retention --version
 
-FROM python:3.11.13-slim-bookworm
+# Runtime stage: the base image and the venv; no compiler, no build tools.
+FROM python:3.11.13-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="cartesia-retention" \
       org.opencontainers.image.description="Enforce data-retention policies on Cartesia voice-agent calls" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# A fixed numeric UID/GID, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
-RUN groupadd --system --gid 10001 retention \
+# The base image's own setuptools and wheel go: nothing is built here. A fixed numeric
+# UID/GID, so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
+RUN python -m pip uninstall --yes --quiet setuptools wheel \
+ && groupadd --system --gid 10001 retention \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin retention \
  && mkdir -p /policies /var/lib/retention \

@@ -28,7 +28,40 @@ class _FiniteFloat(click.FloatRange):
         return number
 
 
+class _EnvOption(click.Option):
+    """An option that can also come from an environment variable: its help shows the
+    variable, and a bad value read from there is reported under the variable's name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("show_envvar", True)
+        super().__init__(*args, **kwargs)
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except click.BadParameter as err:
+            source = ctx.get_parameter_source(self.name) if self.name else None
+            if source is not click.core.ParameterSource.ENVIRONMENT:
+                raise
+            raise click.UsageError(f"{self.envvar}: {err.message}", ctx) from None
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        # Errors about a flag's value name the flag only (click would add the variable).
+        return " / ".join(f"'{opt}'" for opt in self.opts)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  finished, nothing failed
+  1  finished, some deletions failed (audit verify: the log is broken)
+  2  bad input (policies, flags, environment, credentials), or the API cannot be reached
+  3  stopped by --max-deletes
+  4  the API refused the credentials mid-run (401/403)
+  5  interrupted by a signal (SIGTERM/SIGINT)
+  6  another run holds the audit log's lock
+"""
 
 # Requests per second: positive and finite.
 _RATE = _FiniteFloat(min=0, min_open=True)
@@ -42,6 +75,7 @@ _api_key_file_option = click.option(
     "--api-key-file",
     type=click.Path(path_type=Path),
     envvar="CARTESIA_API_KEY_FILE",
+    cls=_EnvOption,
     help="File holding the API key (a mounted secret) [else CARTESIA_API_KEY].",
 )
 _policies_option = click.option(
@@ -52,7 +86,9 @@ _policies_option = click.option(
     default=[Path("policies")],
     show_default=True,
     envvar="RETENTION_POLICIES",
-    help="Policy file or directory; repeatable.",
+    cls=_EnvOption,
+    help="Policy file or directory; repeatable. RETENTION_POLICIES takes several, separated"
+    " by ':' (e.g. policies:/etc/retention/holds.yaml).",
 )
 _now_option = click.option("--now", help="RFC 3339 instant ages are measured from [now].")
 
@@ -64,6 +100,7 @@ def _concurrency_option(help_text: str) -> Callable[[F], F]:
         default=32,
         show_default=True,
         envvar="RETENTION_CONCURRENCY",
+        cls=_EnvOption,
         help=help_text,
     )
 
@@ -75,11 +112,15 @@ def _rate_option(help_text: str) -> Callable[[F], F]:
         default=400.0,
         show_default=True,
         envvar="RETENTION_RATE",
+        cls=_EnvOption,
         help=help_text,
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES_HELP,
+)
 @click.version_option(__version__, prog_name="retention")
 def cli() -> None:
     """Enforce data-retention policies on Cartesia voice-agent calls."""
@@ -295,7 +336,7 @@ def audit_keygen(key_file: Path) -> int:
     return 0
 
 
-@cli.command()
+@cli.command(epilog=EXIT_CODES_HELP)
 @_policies_option
 @click.option("--execute", is_flag=True, help="Really delete. Without it: a dry run, no DELETE.")
 @click.option(
@@ -304,12 +345,14 @@ def audit_keygen(key_file: Path) -> int:
     default=Path("retention-audit.jsonl"),
     show_default=True,
     envvar="RETENTION_AUDIT_LOG",
+    cls=_EnvOption,
     help="Append-only JSONL audit log (created mode 0600).",
 )
 @click.option(
     "--report",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="RETENTION_REPORT",
+    cls=_EnvOption,
     help="Write a report: .csv (one row per call selected), .json or .md (totals).",
 )
 @_base_url_option
@@ -320,6 +363,7 @@ def audit_keygen(key_file: Path) -> int:
     "--max-deletes",
     type=click.IntRange(min=0),
     envvar="RETENTION_MAX_DELETES",
+    cls=_EnvOption,
     help="Stop cleanly after this many DELETE requests (exit 3).",
 )
 @_now_option
@@ -329,6 +373,7 @@ def audit_keygen(key_file: Path) -> int:
     default=20.0,
     show_default=True,
     envvar="RETENTION_GRACE_PERIOD",
+    cls=_EnvOption,
     help="Seconds in-flight requests get after SIGTERM/SIGINT.",
 )
 @click.option(
@@ -337,6 +382,7 @@ def audit_keygen(key_file: Path) -> int:
     default=10.0,
     show_default=True,
     envvar="RETENTION_PROGRESS_INTERVAL",
+    cls=_EnvOption,
     help="Seconds between progress log lines when stderr is not a terminal.",
 )
 @click.option(
@@ -345,32 +391,47 @@ def audit_keygen(key_file: Path) -> int:
     default=30.0,
     show_default=True,
     envvar="RETENTION_TIMEOUT",
+    cls=_EnvOption,
     help="Seconds to wait for each API answer before retrying it.",
 )
-@click.option("--shard", envvar="RETENTION_SHARD", help="Only shard I of N (0-based), e.g. 0/4.")
+@click.option(
+    "--shard",
+    envvar="RETENTION_SHARD",
+    cls=_EnvOption,
+    help="Only shard I of N (0-based), e.g. 0/4.",
+)
 @click.option(
     "--shard-count",
     type=click.IntRange(min=1),
     envvar="RETENTION_SHARD_COUNT",
+    cls=_EnvOption,
     help="N shards, this one's index from JOB_COMPLETION_INDEX (Indexed Job).",
 )
-@click.option("--pushgateway", envvar="RETENTION_PUSHGATEWAY", help="Push metrics to this URL.")
+@click.option(
+    "--pushgateway",
+    envvar="RETENTION_PUSHGATEWAY",
+    cls=_EnvOption,
+    help="Push metrics to this URL.",
+)
 @click.option(
     "--metrics-file",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="RETENTION_METRICS_FILE",
+    cls=_EnvOption,
     help="Write metrics for node_exporter's textfile collector.",
 )
 @click.option(
     "--signing-key",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="RETENTION_SIGNING_KEY",
+    cls=_EnvOption,
     help="Ed25519 private key (0600): append signed checkpoints (see `audit keygen`).",
 )
 @click.option(
     "--witness",
     type=click.Path(path_type=Path, file_okay=False),
     envvar="RETENTION_WITNESS",
+    cls=_EnvOption,
     help="Directory that also keeps each checkpoint as its own file (needs --signing-key).",
 )
 @click.option(
@@ -399,7 +460,13 @@ _SHARE = _FiniteFloat(0.0, 1.0)
     help="TCP port; 0 picks a free one.",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Dataset seed.")
-@click.option("--agents", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--agents",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Number of agents the calls belong to.",
+)
 @click.option(
     "--calls",
     type=click.IntRange(min=0),
@@ -408,11 +475,28 @@ _SHARE = _FiniteFloat(0.0, 1.0)
     help="Total calls, spread over the agents.",
 )
 @click.option("--now", help="RFC 3339 instant the generated ages are relative to [now].")
-@click.option("--api-key", default="sk_car_sandbox", show_default=True)
+@click.option(
+    "--api-key",
+    default="sk_car_sandbox",
+    show_default=True,
+    help="The one key the sandbox accepts (a fake; any other gets 401).",
+)
 @click.option("--rate", type=_RATE, help="Requests/s; over: 429.")
 @click.option("--max-in-flight", type=click.IntRange(min=1), help="Concurrent requests; over: 429.")
-@click.option("--latency-ms", type=_FiniteFloat(min=0), default=0.0)
-@click.option("--jitter-ms", type=_FiniteFloat(min=0), default=0.0)
+@click.option(
+    "--latency-ms",
+    type=_FiniteFloat(min=0),
+    default=0.0,
+    show_default=True,
+    help="Milliseconds added to every API request.",
+)
+@click.option(
+    "--jitter-ms",
+    type=_FiniteFloat(min=0),
+    default=0.0,
+    show_default=True,
+    help="Milliseconds of uniform spread, plus or minus, around --latency-ms.",
+)
 @click.option("--error-rate", type=_SHARE, default=0.0, help="Share of 5xx answers.")
 @click.option("--drop-rate", type=_SHARE, default=0.0, help="Share of dropped connections.")
 @click.option("--malformed-rate", type=_SHARE, default=0.0, help="Share of non-JSON 200 bodies.")

