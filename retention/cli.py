@@ -306,12 +306,14 @@ def audit_certificate(
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--signing-key",
+    cls=_EnvOption,
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="RETENTION_SIGNING_KEY",
     help="End the segment on a checkpoint signed with this key (needed for a signed log).",
 )
 @click.option(
     "--witness",
+    cls=_EnvOption,
     type=click.Path(path_type=Path, file_okay=False),
     envvar="RETENTION_WITNESS",
     help="Also keep that checkpoint in this directory (needs --signing-key).",
@@ -436,6 +438,7 @@ def audit_keygen(key_file: Path) -> int:
 )
 @click.option(
     "--rotate-bytes",
+    cls=_EnvOption,
     type=click.IntRange(min=1),
     envvar="RETENTION_ROTATE_BYTES",
     help="At the run's end, close the audit log as a gzip segment once it holds this many bytes.",
