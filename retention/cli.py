@@ -208,6 +208,34 @@ def hash_phone(numbers: tuple[str, ...]) -> int:
     return hash_phone_command(numbers)
 
 
+def _evidence_options(command: F) -> F:
+    """What `audit verify` and `audit certificate` share: the API to re-read calls from
+    (with --api), paced as a run, and the keys and witness that checkpoints are proved by."""
+    for option in reversed(
+        (
+            _base_url_option,
+            _api_key_file_option,
+            _rate_option("Requests per second at most, as a run (with --api)."),
+            _concurrency_option("Requests in flight at most, as a run (with --api)."),
+            click.option(
+                "--public-key",
+                "public_keys",
+                multiple=True,
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="Check every checkpoint's signature against these keys; repeatable "
+                "(rotated keys).",
+            ),
+            click.option(
+                "--witness",
+                type=click.Path(path_type=Path, file_okay=False),
+                help="Prove the log still holds every checkpoint witnessed in this directory.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @cli.group()
 def audit() -> None:
     """Prove an audit log intact, and true against the API."""
@@ -217,22 +245,7 @@ def audit() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True))
 @click.option("--api", "against_api", is_flag=True, help="Also confirm every logged redaction.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the evidence (.md/.json).")
-@_base_url_option
-@_api_key_file_option
-@_rate_option("Requests per second at most, as a run (with --api).")
-@_concurrency_option("Requests in flight at most, as a run (with --api).")
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Check every checkpoint's signature against these keys; repeatable (rotated keys).",
-)
-@click.option(
-    "--witness",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Prove the log still holds every checkpoint witnessed in this directory.",
-)
+@_evidence_options
 def audit_verify(
     files: tuple[Path, ...],
     against_api: bool,
@@ -264,22 +277,7 @@ def audit_verify(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the certificate here (.md, .html or .json) [Markdown on stdout].",
 )
-@_base_url_option
-@_api_key_file_option
-@_rate_option("Requests per second at most, as a run (with --api).")
-@_concurrency_option("Requests in flight at most, as a run (with --api).")
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Check the checkpoints' signatures against these keys; repeatable.",
-)
-@click.option(
-    "--witness",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Also prove the log holds every checkpoint witnessed in this directory.",
-)
+@_evidence_options
 def audit_certificate(
     file: Path,
     policy: str,
