@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from retention.audit.signing import CHECKPOINT_EVENT
+from retention.durable import fsync_dir
 from retention.errors import UserError
 
 WITNESS_MODE: Final = 0o644
@@ -80,21 +81,8 @@ class Witness:
             raise WitnessWriteError(f"cannot write {path} ({_reason(err)})") from None
         finally:
             os.close(fd)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

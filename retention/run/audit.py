@@ -41,6 +41,7 @@ from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, enco
 from retention.audit.reader import LineFormatError, iter_lines, parse_line
 from retention.audit.segments import CarriedIntent, RotationState, read_state, state_path
 from retention.audit.signing import CHECKPOINT_EVENT
+from retention.durable import fsync_dir, write_all
 from retention.errors import ExitCode, UserError
 from retention.log import get_logger
 
@@ -303,7 +304,7 @@ class AuditLog:
         if not taken:
             raise self._locked(path)
         if self.created:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         elif info.st_mode & 0o077:
             self._tighten(fd, stat.S_IMODE(info.st_mode))
 
@@ -398,7 +399,7 @@ class AuditLog:
         try:
             fd = os.open(aside, flags, FILE_MODE)
             try:
-                _write_all(fd, data + b"\n")
+                write_all(fd, data + b"\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -441,7 +442,7 @@ class AuditLog:
             raise AuditWriteError("the audit log is closed")
         try:
             for line in lines:
-                _write_all(self._fd, line)
+                write_all(self._fd, line)
             os.fsync(self._fd)
         except OSError as err:
             raise AuditWriteError(f"cannot write {self.path}: {_reason(err)}") from None
@@ -456,25 +457,3 @@ class AuditLog:
             if fd is not None:
                 setattr(self, name, None)
                 os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    # A regular file takes the whole line in one write; loop only for a short write.
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a new file's directory entry durable too (best effort)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

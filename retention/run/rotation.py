@@ -38,6 +38,7 @@ from retention.audit.segments import (
     segment_path,
     state_path,
 )
+from retention.durable import fsync_dir, write_all
 from retention.errors import UserError
 from retention.log import get_logger
 
@@ -84,21 +85,11 @@ def crash_point(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_file(path: Path, data: bytes) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -217,7 +208,7 @@ def _write_segment(live: Path, fd: int, number: int) -> tuple[Path, int]:
         os.fsync(out.fileno())
     crash_point("segment_written")
     os.rename(temporary, final)
-    _fsync_dir(live.parent)
+    fsync_dir(live.parent, strict=True)
     crash_point("segment_renamed")
     return final, offset
 
@@ -229,7 +220,7 @@ def _write_state(live: Path, state: RotationState) -> None:
     _write_file(temporary, state.to_json())
     crash_point("state_written")
     os.rename(temporary, final)
-    _fsync_dir(live.parent)
+    fsync_dir(live.parent, strict=True)
     crash_point("state_renamed")
 
 
