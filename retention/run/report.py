@@ -19,13 +19,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
+from retention import __version__
 from retention.api.models import Call
 from retention.errors import UserError
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
 from retention.run.stats import RunStats
 
-ReportFormat = Literal["csv", "json", "md"]
+ReportFormat = Literal["csv", "json", "md", "html"]
+# What the run was: `plan` and `apply` are the two halves of a reviewed deletion.
+Mode = Literal["dry run", "execute", "plan", "apply"]
 CSV_HEADER: Final = (
     "call_id",
     "agent_id",
@@ -37,7 +40,13 @@ CSV_HEADER: Final = (
     "policy",
     "outcome",
 )
-_FORMATS: Final[Mapping[str, ReportFormat]] = {".csv": "csv", ".json": "json", ".md": "md"}
+_FORMATS: Final[Mapping[str, ReportFormat]] = {
+    ".csv": "csv",
+    ".json": "json",
+    ".md": "md",
+    ".html": "html",
+    ".htm": "html",
+}
 OUTCOME_ORDER: Final = (
     "would_delete",
     "deleted",
@@ -56,7 +65,8 @@ def report_format(path: Path) -> ReportFormat:
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ReportError(
-            f"unknown report format {path.suffix or '(no extension)'!r}; use .csv, .json or .md",
+            f"unknown report format {path.suffix or '(no extension)'!r}; "
+            "use .csv, .json, .md or .html",
             where="--report",
         )
     return fmt
@@ -73,6 +83,14 @@ class RunContext:
     policy_sources: tuple[tuple[str, str], ...]  # (path, sha256)
     # The policies, for their annotations and the sweeps' override lines (not per call).
     policies: tuple[Policy, ...] = ()
+    mode: Mode | None = None  # None: "dry run" or "execute", from dry_run
+    version: str = __version__
+
+    @property
+    def mode_name(self) -> Mode:
+        if self.mode is not None:
+            return self.mode
+        return "dry run" if self.dry_run else "execute"
 
 
 class Report:
@@ -136,12 +154,7 @@ class Report:
             if self._failure is not None:
                 raise ReportError(f"cannot write {self.path}: {self._failure}", where="--report")
             return
-        totals = summarise(stats, context)
-        text = (
-            json.dumps(totals, indent=2, sort_keys=False) + "\n"
-            if self.format == "json"
-            else render_markdown(totals)
-        )
+        text = render(self.format, stats, context)
         temp = _temp_path(self.path)
         try:
             temp.write_text(text, encoding="utf-8")
@@ -162,6 +175,18 @@ class Report:
     def _fail(self, err: OSError) -> None:
         if self._failure is None:
             self._failure = err.strerror or type(err).__name__
+
+
+def render(fmt: ReportFormat, stats: RunStats, context: RunContext) -> str:
+    """The report's text at the run's end (not the CSV, written as the run goes)."""
+    if fmt == "html":
+        from retention.run.html_report import render_run_html
+
+        return render_run_html(stats, context)
+    totals = summarise(stats, context)
+    if fmt == "json":
+        return json.dumps(totals, indent=2, sort_keys=False) + "\n"
+    return render_markdown(totals)
 
 
 def _temp_path(path: Path) -> Path:
