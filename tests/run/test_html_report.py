@@ -233,3 +233,31 @@ def test_no_personal_value_and_no_url_reach_the_page(
     assert personal and not [value for value in personal if value in text]
     assert not re.search(r"https?:|//[a-z]|url\(|@import", text, re.IGNORECASE)
     assert "<script" not in text and "<link" not in text
+
+
+def test_the_markdown_report_is_sorted_by_count_and_has_no_all_zero_column(
+    app: SandboxApp,
+    hostile_url: str,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    space = Workspace(tmp_path)
+    space.policies.write_text(POLICIES)
+    report = space.report("md")
+    assert run_cli(capsys, monkeypatch, space, hostile_url, "--report", str(report)).code == 0
+    text = report.read_text()
+    hand = ByHand(app)
+    assert re.search(r"^- Started: \S+Z; finished: \S+Z; duration: [\d.]+ s$", text, re.M)
+    assert re.search(r"^\| \S+policies\.yaml \| `[0-9a-f]{64}` \|$", text, re.M)
+    agents = text.split("## Selected for deletion, by agent")[1].split("\n## ")[0]
+    assert "| agent_id | agent_name | total | would_delete |" in agents  # no all-zero column
+    rows = [
+        line.split(" | ") for line in agents.splitlines() if re.match(r"\| agent_[0-9a-f]", line)
+    ]
+    counts = [int(row[2]) for row in rows]
+    assert counts == sorted(counts, reverse=True)
+    assert {row[0].lstrip("| ") for row in rows} == set(hand.by_agent)
+    for row in rows:
+        marked = row[1].endswith("(deleted agent)")
+        assert marked == (row[0].lstrip("| ") in hand.deleted_agents)
