@@ -88,7 +88,7 @@ class RunStats:
     forecast: dict[str, Counter[str]] = field(default_factory=dict)
     # policy -> calls whose decision cites it (credited or holding); 0: a dead rule this run
     cited: Counter[str] = field(default_factory=Counter)
-    failures: Counter[str] = field(default_factory=Counter)  # cause -> count, MAX_CAUSES keys
+    failures: Counter[str] = field(default_factory=Counter)  # cause -> count: MAX_CAUSES, "other"
 
     def record_failure(self, cause: str) -> None:
         """A deletion or a listing failed: counted by cause, at most MAX_CAUSES causes."""

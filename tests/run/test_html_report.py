@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from retention.api.models import TERMINAL_STATUSES
+from retention.run.html_report import render_run_html
+from retention.run.report import RunContext
+from retention.run.stats import AGE_BUCKETS, RunStats, bucket
 from retention.sandbox import SandboxApp
 from retention.sandbox.content import sensitive_strings
 from tests.e2e.support import (
@@ -261,3 +264,43 @@ def test_the_markdown_report_is_sorted_by_count_and_has_no_all_zero_column(
     for row in rows:
         marked = row[1].endswith("(deleted agent)")
         assert marked == (row[0].lstrip("| ") in hand.deleted_agents)
+
+
+def synthetic_stats(calls: int, agents: int, regions: int, causes: int) -> RunStats:
+    """A run's counters filled directly, as a run of `calls` calls would leave them."""
+    stats = RunStats(dry_run=False)
+    stats.scanned, stats.agents, stats.finished_unix = calls, agents, stats.started_unix + 60
+    share = calls // 2
+    for i in range(agents):
+        stats.agent_names[f"agent_{i:06d}"] = f"agent number {i}"
+        stats.by_agent[f"agent_{i:06d}"] = Counter(deleted=share // agents, failed=1)
+    for i in range(regions):
+        stats.by_region[f"R{i}"] = Counter(deleted=share // regions)
+    stats.by_policy["old-30d"] = Counter(deleted=share)
+    stats.due_by_policy["old-30d"] = share
+    stats.kept["not_yet_due"] = calls - share
+    for i in range(causes):
+        stats.record_failure(f"gave up after {i} attempts: HTTP 503")
+    for age in (0.5, 3, 20, 50, 100, 200, 500, 900):
+        stats.age_due[bucket(age, AGE_BUCKETS)] += share // 8
+        stats.age_kept[bucket(age, AGE_BUCKETS)] += share // 8
+        stats.record_forecast("old-30d", age * 86400)
+    return stats
+
+
+def test_the_pages_size_does_not_grow_with_the_run() -> None:
+    context = RunContext(
+        run_id="r" * 32, dry_run=False, now=NOW, shard=None, policy_sources=(("p.yaml", "0" * 64),)
+    )
+    small = render_run_html(synthetic_stats(10_000, 20, 3, 5), context)
+    big = render_run_html(synthetic_stats(1_000_000, 20, 3, 5), context)
+    assert abs(len(big) - len(small)) < 0.02 * len(small), (len(small), len(big))
+    # Any number of agents, regions and causes: the top ones, then "the rest".
+    wide = render_run_html(synthetic_stats(1_000_000, 50_000, 5_000, 5_000), context)
+    assert len(wide) < 1.6 * len(small), (len(small), len(wide))
+    doc = Page(wide)
+    assert len(doc.tables["agent"].rows) == 15 + 2  # the top agents, the rest, the total
+    assert doc.tables["agent"].rows[-2][0] == "the rest (49985)"
+    assert doc.tables["region"].rows[-2][0] == "the rest (4985)"
+    assert len(doc.tables["failures"].rows) == 21  # 20 causes and "other"
+    assert doc.tables["failures"].column("failures")["other"] == 5_000 - 20
