@@ -19,7 +19,7 @@ from typing import Final
 
 CHART_WIDTH: Final = 720
 BAR_HEIGHT: Final = 22
-LABEL_WIDTH: Final = 230
+LABEL_WIDTH: Final = 300
 VALUE_WIDTH: Final = 80
 # Dark fills, one per chart: readable in grey, with the count printed beside each bar.
 INK: Final = {"due": "#9c2f23", "kept": "#1f5f8b", "neutral": "#3d4a57", "warn": "#8a5a00"}
@@ -139,7 +139,7 @@ def bar_chart(
     for i, (label, value) in enumerate(bars):
         y = 4 + i * BAR_HEIGHT
         width = 0 if peak == 0 else max(1, round(span * value / peak)) if value else 0
-        shown = label if len(label) <= 34 else label[:33] + "…"
+        shown = label if len(label) <= 40 else label[:39] + "…"  # the table has it whole
         items.append(
             h(
                 "g",
