@@ -308,6 +308,7 @@ async def _run(
             refresh()  # a listing that failed still sent requests: count them
         stats.agents = len(agents)
         stats.agent_names.update((a.id, a.name) for a in agents)
+        stats.deleted_agents.update(a.id for a in agents if a.deleted_at is not None)
         journal = Journal(
             audit, run_id, buffer=2 * concurrency + 16, checkpoints=settings.checkpoints()
         )

@@ -29,8 +29,8 @@ from retention.api.errors import (
 from retention.api.ids import id_problem, is_valid_id
 from retention.api.models import Agent, Call, UnreadableCall
 from retention.log import get_logger
-from retention.policy.decision import Action, Reason
-from retention.policy.engine import decide
+from retention.policy.decision import Action, Decision, Reason
+from retention.policy.engine import age_of, decide
 from retention.policy.model import PolicySet
 from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
 from retention.run.journal import Journal
@@ -117,6 +117,7 @@ class Pipeline:
         self.stats = stats
         self.control = control
         self.requested = 0  # DELETEs this run decided to send (the --max-deletes budget)
+        self._durations = {p.name: p.duration for p in policies.policies}  # for the forecast
 
     async def run(self, agents: Sequence[Agent]) -> None:
         agent_send, agent_recv = anyio.create_memory_object_stream[Agent](0)
@@ -174,6 +175,7 @@ class Pipeline:
                     return
                 except ApiError as err:
                     self.stats.agents_failed += 1
+                    self.stats.record_failure(f"listing: {describe_failure(err)}")
                     _log.error("run.listing_failed", agent_id=agent.id, error=describe_failure(err))
 
     def _unreadable(self, agent: Agent, call: UnreadableCall) -> None:
@@ -206,16 +208,29 @@ class Pipeline:
                 )
         elif decision.action is Action.KEEP:
             stats.kept[decision.reason.value] += 1
+            self._histograms(call, decision)
             if decision.held_by:
                 stats.record_held(decision)
         else:
             stats.due += 1
+            self._histograms(call, decision)
             policy = decision.credited_policy or ""
             stats.due_by_policy[policy] += 1
             if self.execute:
                 await calls.send(Work(call, agent, policy))
             else:
                 self._record(Work(call, agent, policy), "would_delete")
+
+    def _histograms(self, call: Call, decision: Decision) -> None:
+        """The report's bounded histograms: ages, the forecast, the rules cited."""
+        age = age_of(call, self.now)
+        self.stats.record_age(decision.action is Action.DELETE, age)
+        self.stats.record_cited(decision)
+        duration = self._durations.get(decision.credited_policy or "")
+        if decision.reason is Reason.NOT_YET_DUE and duration is not None and age is not None:
+            self.stats.record_forecast(
+                decision.credited_policy or "", duration.total_seconds() - age
+            )
 
     def _record(self, work: Work, outcome: str) -> None:
         call = work.call
@@ -260,6 +275,8 @@ class Pipeline:
             self._record(work, UNCONFIRMED)
             return
         await self.journal.write(outcome.event, {**keys, **outcome.extra}, durable=False)
+        if outcome.event == "failed":
+            self.stats.record_failure(outcome.extra.get("error", "unknown"))
         self._record(work, outcome.event)
 
     async def _send_delete(self, call: Call) -> Outcome:

@@ -15,17 +15,20 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
+from retention import __version__
 from retention.api.models import Call
 from retention.errors import UserError
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
 from retention.run.stats import RunStats
 
-ReportFormat = Literal["csv", "json", "md"]
+ReportFormat = Literal["csv", "json", "md", "html"]
+# What the run was: `plan` and `apply` are the two halves of a reviewed deletion.
+Mode = Literal["dry run", "execute", "plan", "apply"]
 CSV_HEADER: Final = (
     "call_id",
     "agent_id",
@@ -37,7 +40,13 @@ CSV_HEADER: Final = (
     "policy",
     "outcome",
 )
-_FORMATS: Final[Mapping[str, ReportFormat]] = {".csv": "csv", ".json": "json", ".md": "md"}
+_FORMATS: Final[Mapping[str, ReportFormat]] = {
+    ".csv": "csv",
+    ".json": "json",
+    ".md": "md",
+    ".html": "html",
+    ".htm": "html",
+}
 OUTCOME_ORDER: Final = (
     "would_delete",
     "deleted",
@@ -56,7 +65,8 @@ def report_format(path: Path) -> ReportFormat:
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ReportError(
-            f"unknown report format {path.suffix or '(no extension)'!r}; use .csv, .json or .md",
+            f"unknown report format {path.suffix or '(no extension)'!r}; "
+            "use .csv, .json, .md or .html",
             where="--report",
         )
     return fmt
@@ -73,6 +83,14 @@ class RunContext:
     policy_sources: tuple[tuple[str, str], ...]  # (path, sha256)
     # The policies, for their annotations and the sweeps' override lines (not per call).
     policies: tuple[Policy, ...] = ()
+    mode: Mode | None = None  # None: "dry run" or "execute", from dry_run
+    version: str = __version__
+
+    @property
+    def mode_name(self) -> Mode:
+        if self.mode is not None:
+            return self.mode
+        return "dry run" if self.dry_run else "execute"
 
 
 class Report:
@@ -136,12 +154,7 @@ class Report:
             if self._failure is not None:
                 raise ReportError(f"cannot write {self.path}: {self._failure}", where="--report")
             return
-        totals = summarise(stats, context)
-        text = (
-            json.dumps(totals, indent=2, sort_keys=False) + "\n"
-            if self.format == "json"
-            else render_markdown(totals)
-        )
+        text = render(self.format, stats, context)
         temp = _temp_path(self.path)
         try:
             temp.write_text(text, encoding="utf-8")
@@ -164,8 +177,27 @@ class Report:
             self._failure = err.strerror or type(err).__name__
 
 
+def render(fmt: ReportFormat, stats: RunStats, context: RunContext) -> str:
+    """The report's text at the run's end (not the CSV, written as the run goes)."""
+    if fmt == "html":
+        from retention.run.html_report import render_run_html
+
+        return render_run_html(stats, context)
+    totals = summarise(stats, context)
+    if fmt == "json":
+        return json.dumps(totals, indent=2, sort_keys=False) + "\n"
+    return render_markdown(totals)
+
+
 def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
+
+
+def _iso(unix: float | None) -> str | None:
+    if unix is None:
+        return None
+    moment = datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
+    return moment.replace("+00:00", "Z")
 
 
 def _counts(counter: Mapping[str, int]) -> dict[str, int]:
@@ -181,6 +213,7 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
             "agent_name": stats.agent_names.get(agent_id, ""),
             "total": sum(outcomes.values()),
             "outcomes": _counts(outcomes),
+            "deleted_agent": agent_id in stats.deleted_agents,
         }
         for agent_id, outcomes in sorted(stats.by_agent.items())
     ]
@@ -189,6 +222,15 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
         "dry_run": context.dry_run,
         "now": context.now.isoformat().replace("+00:00", "Z"),
         "shard": context.shard,
+        "mode": context.mode_name,
+        "version": context.version,
+        "started": _iso(stats.started_unix),
+        "finished": _iso(stats.finished_unix),
+        "duration_seconds": (
+            round(stats.finished_unix - stats.started_unix, 3)
+            if stats.finished_unix is not None
+            else None
+        ),
         "policy_files": [{"path": p, "sha256": d} for p, d in context.policy_sources],
         "exit_code": stats.exit_code,
         "stopped_by": stats.stop_reason,
@@ -262,17 +304,42 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _outcome_cells(outcomes: Mapping[str, int]) -> tuple[str, ...]:
-    return tuple(str(outcomes.get(name, 0)) for name in OUTCOME_ORDER)
+def _by_count(groups: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Most calls first, then by name."""
+    return sorted(groups.items(), key=lambda item: (-item[1]["total"], item[0]))
+
+
+def _outcome_columns(groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Only the outcomes some row reached: no all-zero column."""
+    return [o for o in OUTCOME_ORDER if any(g["outcomes"].get(o) for g in groups)]
+
+
+def _outcome_table(
+    title: str, key: tuple[str, ...], rows: Sequence[tuple[tuple[str, ...], Mapping[str, Any]]]
+) -> list[str]:
+    outcomes = _outcome_columns([v for _, v in rows])
+    return _table(
+        title,
+        [
+            (*names, str(v["total"]), *(str(v["outcomes"].get(o, 0)) for o in outcomes))
+            for names, v in rows
+        ],
+        (*key, "total", *outcomes),
+    )
 
 
 def render_markdown(totals: Mapping[str, Any]) -> str:
     t = totals["totals"]
-    mode = "dry run (nothing deleted)" if totals["dry_run"] else "execute"
+    mode = totals.get("mode") or ("dry run" if totals["dry_run"] else "execute")
+    if mode == "dry run":
+        mode = "dry run (nothing deleted)"
+    duration = totals.get("duration_seconds")
     lines = [
         f"# Retention run {totals['run_id']}",
         "",
         f"- Mode: {mode}",
+        f"- Started: {totals.get('started') or '-'}; finished: {totals.get('finished') or '-'}"
+        + (f"; duration: {duration:.1f} s" if duration is not None else ""),
         f"- Ages measured from: {totals['now']}",
         f"- Shard: {totals['shard'] or 'all agents'}",
         f"- Exit code: {totals['exit_code']}"
@@ -280,52 +347,54 @@ def render_markdown(totals: Mapping[str, Any]) -> str:
         f"- Agents: {t['agents']} ({t['agents_failed']} could not be listed)",
         f"- Calls scanned: {t['scanned']}; selected for deletion: {t['selected']}; "
         f"kept: {t['kept']}; skipped: {t['skipped']}; failed: {t['failed']}",
+        f"- Tool version: {totals.get('version', '-')}",
         "",
     ]
-    header = ("total", *OUTCOME_ORDER)
     lines += _table(
+        "Policy files",
+        [(f["path"], f"`{f['sha256']}`") for f in totals["policy_files"]],
+        ("file", "sha256"),
+    )
+    lines += _outcome_table(
         "Selected for deletion, by policy",
-        [
-            (name, str(v["total"]), *_outcome_cells(v["outcomes"]))
-            for name, v in totals["selected_by_policy"].items()
-        ],
-        ("policy", *header),
+        ("policy",),
+        [((name,), v) for name, v in _by_count(totals["selected_by_policy"])],
     )
-    lines += _table(
+    agents = sorted(totals["selected_by_agent"], key=lambda a: (-a["total"], a["agent_id"]))
+    lines += _outcome_table(
         "Selected for deletion, by agent",
+        ("agent_id", "agent_name"),
         [
-            (a["agent_id"], a["agent_name"], str(a["total"]), *_outcome_cells(a["outcomes"]))
-            for a in totals["selected_by_agent"]
+            (
+                (
+                    a["agent_id"],
+                    a["agent_name"] + (" (deleted agent)" if a.get("deleted_agent") else ""),
+                ),
+                a,
+            )
+            for a in agents
         ],
-        ("agent_id", "agent_name", *header),
     )
-    lines += _table(
+    lines += _outcome_table(
         "Selected for deletion, by region",
-        [
-            (region, str(v["total"]), *_outcome_cells(v["outcomes"]))
-            for region, v in totals["selected_by_region"].items()
-        ],
-        ("region", *header),
+        ("region",),
+        [((region,), v) for region, v in _by_count(totals["selected_by_region"])],
     )
     kept = totals["kept"]
-    lines += _table(
-        "Kept",
-        [(reason, str(n)) for reason, n in kept["by_reason"].items()],
-        ("reason", "calls"),
-    )
+    lines += _table("Kept", _count_rows(kept["by_reason"]), ("reason", "calls"))
     lines += _table(
         "Kept by a retention rule",
-        [(name, str(n)) for name, n in kept["by_retention_policy"].items()],
+        _count_rows(kept["by_retention_policy"]),
         ("retention policy", "calls"),
     )
-    lines += _table(
-        "Skipped",
-        [(reason, str(n)) for reason, n in totals["skipped"].items()],
-        ("reason", "calls"),
-    )
+    lines += _table("Skipped", _count_rows(totals["skipped"]), ("reason", "calls"))
     lines += _table("Failed", [("failed", str(t["failed"]))] if t["failed"] else [], ("", "calls"))
     lines += _policies_section(totals.get("policies", []))
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _count_rows(counts: Mapping[str, int]) -> list[tuple[str, ...]]:
+    return [(k, str(n)) for k, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def _policies_section(policies: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -4,11 +4,45 @@ are outcomes, reasons, policy names, agents and regions, never call ids."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Final
 
 from retention.policy.decision import Decision
+
+DAY: Final = 86400.0
+# Ages of decided calls, in days: (upper bound, label); the last bucket is open.
+AGE_BUCKETS: Final = (
+    (1.0, "under 1 day"),
+    (7.0, "1 to 7 days"),
+    (30.0, "7 to 30 days"),
+    (90.0, "30 to 90 days"),
+    (180.0, "90 to 180 days"),
+    (365.0, "180 days to 1 year"),
+    (730.0, "1 to 2 years"),
+    (math.inf, "2 years or more"),
+)
+# Time until a kept call becomes due, in days (the forecast).
+FORECAST_BUCKETS: Final = (
+    (1.0, "within 1 day"),
+    (7.0, "in 1 to 7 days"),
+    (30.0, "in 7 to 30 days"),
+    (90.0, "in 30 to 90 days"),
+    (365.0, "in 90 days to 1 year"),
+    (math.inf, "in 1 year or more"),
+)
+MAX_CAUSES: Final = 20  # distinct failure causes kept; any further one counts as "other"
+OTHER_CAUSE: Final = "other"
+
+
+def bucket(days: float, buckets: tuple[tuple[float, str], ...]) -> str:
+    """The label of the first bucket whose upper bound is above `days` (negative: the first)."""
+    for upper, label in buckets:
+        if days < upper:
+            return label
+    return buckets[-1][1]
 
 
 @dataclass
@@ -36,6 +70,7 @@ class RunStats:
     # Added for the run's reports: bounded by agents, regions and policies, never by calls.
     agents_failed: int = 0  # agents whose calls could not all be listed
     agent_names: dict[str, str] = field(default_factory=dict)  # agent id -> name
+    deleted_agents: set[str] = field(default_factory=set)  # ids listed with a deleted_at
     by_agent: dict[str, Counter[str]] = field(default_factory=dict)  # agent id -> outcome
     by_region: dict[str, Counter[str]] = field(default_factory=dict)  # region -> outcome
     # retention policy -> calls held: a call held by several rules counts under each
@@ -46,6 +81,38 @@ class RunStats:
     due_by_policy: Counter[str] = field(default_factory=Counter)  # credited policy -> calls due
     # credited deletion policy -> retention policy -> calls it held from that deletion
     held_from: dict[str, Counter[str]] = field(default_factory=dict)
+    # For the HTML report: histograms with fixed buckets, bounded whatever the run's size.
+    age_due: Counter[str] = field(default_factory=Counter)  # AGE_BUCKETS label -> calls due
+    age_kept: Counter[str] = field(default_factory=Counter)  # AGE_BUCKETS label -> calls kept
+    # policy that will be due first -> FORECAST_BUCKETS label -> kept calls not yet due
+    forecast: dict[str, Counter[str]] = field(default_factory=dict)
+    # policy -> calls whose decision cites it (credited or holding); 0: a dead rule this run
+    cited: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)  # cause -> count: MAX_CAUSES, "other"
+
+    def record_failure(self, cause: str) -> None:
+        """A deletion or a listing failed: counted by cause, at most MAX_CAUSES causes."""
+        if cause not in self.failures and len(self.failures) >= MAX_CAUSES:
+            cause = OTHER_CAUSE
+        self.failures[cause] += 1
+
+    def record_age(self, due: bool, age_seconds: float | None) -> None:
+        """A call decided due (or kept) at this age, for the age histograms."""
+        if age_seconds is None:
+            return
+        label = bucket(age_seconds / DAY, AGE_BUCKETS)
+        (self.age_due if due else self.age_kept)[label] += 1
+
+    def record_forecast(self, policy: str, seconds_until_due: float) -> None:
+        """A call kept as not yet due: `policy` is due for it in `seconds_until_due`."""
+        label = bucket(seconds_until_due / DAY, FORECAST_BUCKETS)
+        self.forecast.setdefault(policy, Counter())[label] += 1
+
+    def record_cited(self, decision: Decision) -> None:
+        """The policies a decision names: its credited rule and every holder."""
+        for name in {decision.credited_policy, *decision.holders}:
+            if name:
+                self.cited[name] += 1
 
     def record_outcome(self, policy: str, outcome: str) -> None:
         self.outcomes[outcome] += 1
