@@ -300,6 +300,28 @@ def audit_certificate(
     )
 
 
+@audit.command("report")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=True))
+@click.option(
+    "--html",
+    "html_out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the report here: one self-contained HTML page (works offline).",
+)
+def audit_report(file: Path, html_out: Path) -> int:
+    """Write a report of everything the audit log FILE (and its segments) records: runs
+    over time, deletions per day by policy, failures, runs stopped by a cap or a signal."""
+    from retention.audit.html_report import report_command
+
+    tally = report_command(file, html_out)
+    click.echo(
+        f"wrote {html_out}: {tally.all_runs} runs, {tally.events['deleted']} deletions, "
+        f"{tally.events['failed']} failures, {tally.lines} lines read"
+    )
+    return 0
+
+
 @audit.command("rotate")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(

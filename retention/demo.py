@@ -22,6 +22,7 @@ import anyio
 
 from retention.api.client import CartesiaClient
 from retention.audit.command import ApiOptions, verify_command
+from retention.audit.html_report import report_command
 from retention.errors import ExitCode, UserError
 from retention.policy.load import load_policies
 from retention.run.command import RunSettings, run_command
@@ -95,6 +96,8 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
     workdir = prepare_workdir(options.workdir).resolve()
     now = datetime.now(UTC).replace(microsecond=0)
     audit_log = workdir / "audit.jsonl"
+    page = workdir / "run.html"  # the execute run's report, the page to open
+    log_page = workdir / "audit-log.html"
     echo("retention demo: a tour on a local sandbox API (no API key, no network)")
     echo(f"  files: {workdir}  (kept; delete it when done)")
     echo(f"  policies: {policies}")
@@ -120,20 +123,20 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
             return _failed(echo, "the dry run", dry.exit_code)
 
         echo("")
-        echo("[3/5] execute   retention run --policies ... --execute --report run.json")
+        echo("[3/5] execute   retention run --policies ... --execute --report run.html")
         done = run_retention(
             base_url=base_url,
             policies=policies,
             now=now,
             execute=True,
             audit_log=audit_log,
-            report=workdir / "run.json",
+            report=page,
         )
         deletes_sent = app.stats.count(DELETE_ROUTE)
         echo(_summary(done))
         echo(f"        DELETE requests sent: {deletes_sent}")
         echo(f"        audit log: {audit_log}")
-        echo(f"        report: {workdir / 'run.json'}")
+        echo(f"        report: {page}  (open it in a browser)")
         if done.exit_code != ExitCode.OK:
             return _failed(echo, "the run", done.exit_code)
 
@@ -148,7 +151,12 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
         verified = verify_audit_log(audit_log, base_url)
         if verified != ExitCode.OK:
             return _failed(echo, "the audit check", verified)
+        report_command(audit_log, log_page)
+        echo(f"        retention audit report {audit_log} --html {log_page.name}")
+        echo(f"        log report: {log_page}")
 
+    echo("")
+    echo(f"Open the run's report: {page}")
     echo("")
     echo("Done. Next:")
     echo(f"  retention validate {policies}        # what each policy means")
@@ -160,7 +168,8 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
 def run_retention(
     *, base_url: str, policies: Path, now: datetime, execute: bool, audit_log: Path, report: Path
 ) -> RunResult:
-    """One `retention run` through its Python API; the JSON report carries the totals."""
+    """One `retention run` through its Python API. The totals come from the JSON report,
+    or for any other report (the HTML page) from the run's own `run_finished` line."""
     settings = RunSettings(
         # The shipped policies/ holds sweeps/, not read by design: no warning in the tour.
         policies=load_policies([policies], ignored=[]),
@@ -174,7 +183,46 @@ def run_retention(
         rate=DEMO_RATE,
     )
     code = run_command(settings)
-    return RunResult(code, json.loads(report.read_text(encoding="utf-8")))
+    if report.suffix == ".json":
+        return RunResult(code, json.loads(report.read_text(encoding="utf-8")))
+    return RunResult(code, totals_from_counts(_last_run_counts(audit_log)))
+
+
+def _last_run_counts(audit_log: Path) -> dict[str, Any]:
+    """The `counts` of the log's last `run_finished` line: the run just made."""
+    counts: dict[str, Any] = {}
+    with audit_log.open(encoding="utf-8") as lines:
+        for line in lines:
+            if '"run_finished"' in line:
+                record = json.loads(line)
+                if record.get("event") == "run_finished":
+                    counts = record["counts"]
+    return counts
+
+
+def totals_from_counts(counts: dict[str, Any]) -> dict[str, Any]:
+    """A `run_finished` line's counts in the JSON report's shape (what `_summary` reads)."""
+    outcomes: dict[str, int] = counts["outcomes"]
+    held_by: dict[str, int] = {}
+    for holds in counts["held_by"].values():
+        for hold, n in holds.items():
+            held_by[hold] = held_by.get(hold, 0) + n
+    return {
+        "totals": {
+            "agents": counts["agents"],
+            "scanned": counts["scanned"],
+            "selected": sum(outcomes.values()),
+            "kept": sum(counts["kept"].values()),
+            "skipped": sum(counts["skipped"].values()),
+            "failed": outcomes.get("failed", 0),
+        },
+        "selected_by_policy": {
+            policy: {"outcomes": {k: n for k, n in c.items() if k != "due"}}
+            for policy, c in counts["by_policy"].items()
+        },
+        "kept": {"by_reason": counts["kept"], "by_retention_policy": dict(sorted(held_by.items()))},
+        "skipped": counts["skipped"],
+    }
 
 
 def verify_audit_log(audit_log: Path, base_url: str) -> int:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from retention.demo import example_policies
+from tests.run.htmlpage import Page
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,6 +64,26 @@ def test_demo_tours_dry_run_execute_and_proof(tmp_path: Path) -> None:
     assert int(sent.group(1)) == selected == events.count("deleted")
     assert events.count("delete_requested") == selected
     assert stat.S_IMODE(audit_log.stat().st_mode) == 0o600
+
+    # The execute run's HTML report is the thing to open; it shows what was deleted.
+    page_path = workdir / "run.html"
+    assert f"Open the run's report: {page_path}" in out
+    page = Page(page_path.read_text())
+    assert sum(page.tables["policy"].column("deleted").values()) == selected
+    assert page.chart("policy") == page.tables["policy"].column("selected")
+    assert out.count(f"{selected} selected for deletion") == 2  # the dry run's and the run's
+    log_page = Page((workdir / "audit-log.html").read_text())
+    assert log_page.tables["runs"].total == [
+        "all 2 runs",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        str(selected),
+        "0",
+    ]
 
 
 def test_demo_refuses_a_directory_in_use(tmp_path: Path) -> None:
