@@ -46,6 +46,8 @@ class RunStats:
     due_by_policy: Counter[str] = field(default_factory=Counter)  # credited policy -> calls due
     # credited deletion policy -> retention policy -> calls it held from that deletion
     held_from: dict[str, Counter[str]] = field(default_factory=dict)
+    # `apply`: planned calls not deleted because no longer due, by reason
+    dropped: Counter[str] = field(default_factory=Counter)
 
     def record_outcome(self, policy: str, outcome: str) -> None:
         self.outcomes[outcome] += 1
