@@ -44,7 +44,7 @@ def run_tool(url: str, policy: Path, work: Path, *flags: str, execute: bool = Fa
         *flags,
     )
     if execute:
-        argv.append("--execute")
+        argv += ["--execute", "--max-deletes", "100000000"]  # the first-run safety belt
     measured = measure(argv, env=ENV, workdir=work)
     _check(measured, "retention run")
     return measured

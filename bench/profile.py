@@ -55,7 +55,7 @@ def main() -> int:
         text = policies.DELETE_EVERYTHING if args.mode == "execute" else policies.TWENTY
         policy = policies.write(work, "policies", text)
         raw = work / "profile.txt"
-        flags = ["--execute"] if args.mode == "execute" else []
+        flags = ["--execute", "--max-deletes", "100000000"] if args.mode == "execute" else []
         with sandbox(SandboxSpec(agents=10, calls=args.calls, now=NOW)) as url:
             run = retention_argv(
                 "run", "--policies", str(policy), "--base-url", url, "--now", NOW,

@@ -57,7 +57,7 @@ Exit codes:
   0  finished, nothing failed
   1  finished, some deletions failed (audit verify: the log is broken)
   2  bad input (policies, flags, environment, credentials), or the API cannot be reached
-  3  stopped by --max-deletes
+  3  stopped by --max-deletes or the surge guard
   4  the API refused the credentials mid-run (401/403)
   5  interrupted by a signal (SIGTERM/SIGINT)
   6  another run holds the audit log's lock
@@ -463,11 +463,115 @@ def audit_keygen(key_file: Path) -> int:
     envvar="RETENTION_ROTATE_BYTES",
     help="At the run's end, close the audit log as a gzip segment once it holds this many bytes.",
 )
+@click.option(
+    "--surge-guard/--no-surge-guard",
+    default=True,
+    show_default=True,
+    envvar="RETENTION_SURGE_GUARD",
+    cls=_EnvOption,
+    help="Stop (exit 3) before deleting more than max(--surge-floor, --surge-factor x the"
+    " median of the latest execute runs in the audit log).",
+)
+@click.option(
+    "--surge-floor",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    envvar="RETENTION_SURGE_FLOOR",
+    cls=_EnvOption,
+    help="The surge guard never stops a run below this many deletions.",
+)
+@click.option(
+    "--surge-factor",
+    type=_FiniteFloat(min=1.0),
+    default=3.0,
+    show_default=True,
+    envvar="RETENTION_SURGE_FACTOR",
+    cls=_EnvOption,
+    help="The surge guard's multiple of the median of recent runs' deletions.",
+)
 def run(**flags: Any) -> int:
-    """Delete the sensitive data of every call the policies say is due (dry run by default)."""
+    """Delete the sensitive data of every call the policies say is due (dry run by default).
+
+    Safety belts, with --execute: a first execute run on an audit log needs --max-deletes
+    (or use plan/apply); later runs stop at the surge guard's line (exit 3).
+    """
     from retention.run.flags import run_from_flags
 
     return run_from_flags(flags)
+
+
+# `plan` and `apply` take the run's own options (the same objects: they cannot drift).
+_RUN_SHARED = (
+    "policy_paths",
+    "audit_log",
+    "report",
+    "base_url",
+    "api_key_file",
+    "concurrency",
+    "rate",
+    "now",
+    "grace_period",
+    "progress_interval",
+    "timeout",
+    "shard",
+    "shard_count",
+    "pushgateway",
+    "metrics_file",
+    "signing_key",
+    "witness",
+    "rotate_bytes",
+)
+
+
+def _run_options(*names: str) -> list[click.Parameter]:
+    return [param for param in run.params if param.name in names]
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The plan file to write (SQLite; never overwritten).",
+)
+def plan(out: Path, **flags: Any) -> int:
+    """List and decide like a dry run (no DELETE), and write every due call to a plan
+    file for review; prints its sha256 for `apply --expect-sha256`."""
+    from retention.plan.command import plan_from_flags
+
+    return plan_from_flags(flags, out)
+
+
+plan.params.extend(_run_options(*_RUN_SHARED))
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--expect-sha256",
+    envvar="RETENTION_EXPECT_SHA256",
+    cls=_EnvOption,
+    help="The digest `plan` printed: refuse any other file (exit 2).",
+)
+@click.option(
+    "--max-plan-age",
+    default="7d",
+    show_default=True,
+    envvar="RETENTION_MAX_PLAN_AGE",
+    cls=_EnvOption,
+    help="Refuse a plan older than this (e.g. 36h, 7d, 2w).",
+)
+def apply(plan_path: Path, expect_sha256: str | None, max_plan_age: str, **flags: Any) -> int:
+    """Delete the calls of PLAN that are still due now, and nothing else: a planned call
+    no longer due is `dropped` (with its reason), a due call not planned is `not_in_plan`.
+    The policy files must be byte-identical to the plan's (exit 2)."""
+    from retention.plan.command import apply_from_flags
+
+    return apply_from_flags(flags, plan_path, expect_sha256, max_plan_age)
+
+
+apply.params.extend(_run_options("execute", "max_deletes", *_RUN_SHARED))
 
 
 _SHARE = _FiniteFloat(0.0, 1.0)

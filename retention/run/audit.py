@@ -31,6 +31,7 @@ import fcntl
 import os
 import stat
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ FILE_MODE: Final = 0o600
 # for its whole life; `audit verify` holds one for microseconds (see `run_holds_lock`).
 LOCK_PATIENCE: Final = 0.5
 _LOCK_POLL: Final = 0.02
+HISTORY_RUNS: Final = 10  # execute runs the surge guard's median looks back over
 _LOCK_BUSY: Final = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 
@@ -93,6 +95,18 @@ class ScanResult:
     torn_bytes: int = 0  # length of a torn last line that was moved aside
     last_event: str = ""
     signed: bool = False  # the log holds a checkpoint: a rotation must end on one
+    # The safety belts' history: `deleted` of the latest execute runs' run_finished
+    # lines, oldest first (bounded: HISTORY_RUNS), and how many such runs there were.
+    history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_RUNS))
+    execute_runs: int = 0
+
+
+def deleted_count(record: Mapping[str, Any]) -> int:
+    """The calls a run_finished line says its run deleted (0 when it does not say)."""
+    counts = record.get("counts")
+    outcomes = counts.get("outcomes") if isinstance(counts, dict) else None
+    deleted = outcomes.get("deleted") if isinstance(outcomes, dict) else None
+    return deleted if type(deleted) is int and deleted >= 0 else 0
 
 
 def utc_timestamp(instant: datetime | None = None) -> str:
@@ -383,6 +397,9 @@ class AuditLog:
             )
         elif event in OUTCOME_EVENTS and isinstance(call_id, str):
             result.open_intents.pop(call_id, None)
+        elif event == "run_finished" and record.get("dry_run") is False:
+            result.execute_runs += 1
+            result.history.append(deleted_count(record))
 
     def _damaged(self, number: int, detail: str) -> AuditLogError:
         return AuditLogError(

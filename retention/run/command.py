@@ -35,8 +35,10 @@ from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
 from retention.errors import ExitCode, UserError
 from retention.log import configure, get_logger
+from retention.plan.store import Plan, PlanWriter
 from retention.policy.model import PolicySet
 from retention.run.audit import AuditLog, AuditWriteError
+from retention.run.belts import SurgeGuard, belt_limit
 from retention.run.control import STOP_EXIT_CODES, RunControl, RunGate, RunStopped, StopReason
 from retention.run.journal import (
     CHECKPOINT_EVERY_LINES,
@@ -102,6 +104,10 @@ class RunSettings:
     handle_signals: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     transport: httpx.AsyncBaseTransport | None = field(default=None, compare=False)
+    # Safety belts (retention/run/belts.py): None = off; the command line turns them on.
+    belts: SurgeGuard | None = None
+    planner: PlanWriter | None = field(default=None, compare=False)  # `plan --out`
+    plan: Plan | None = field(default=None, compare=False)  # `apply PLAN`
 
     @property
     def effective_rate(self) -> float:
@@ -152,7 +158,11 @@ def run_command(settings: RunSettings) -> int:
     """Run once and return the exit code. Raises UserError for bad input (exit 2 or 6)."""
     check_outputs(
         settings.audit_log,
-        {"--report": settings.report, "--metrics-file": settings.metrics_file},
+        {
+            "--report": settings.report,
+            "--metrics-file": settings.metrics_file,
+            "--out": settings.planner.target if settings.planner else None,
+        },
         policies=[Path(source.path) for source in settings.policies.sources],
         keep=[(f"the signing key {settings.signer.path}", settings.signer.path)]
         if settings.signer
@@ -174,10 +184,13 @@ def run_command(settings: RunSettings) -> int:
     )
     try:
         with AuditLog(settings.audit_log) as audit:
+            limit = _belts(settings, audit)
             if report is not None:
                 report.open()
+            if settings.planner is not None:
+                settings.planner.open()
             try:
-                code = anyio.run(_run, settings, audit, run_id, stats, report)
+                code = anyio.run(_run, settings, audit, run_id, stats, report, limit)
             except BaseException as err:
                 code = _failure_code(_unwrap(err))
             code = _rotate_if_due(settings, audit, run_id, code)
@@ -193,9 +206,30 @@ def run_command(settings: RunSettings) -> int:
     finally:
         if report is not None:
             report.close()
+        if settings.planner is not None and stats.exit_code != ExitCode.OK:
+            settings.planner.discard()
         structlog.contextvars.unbind_contextvars("run_id")
     stats.exit_code = code
+    if settings.planner is not None:
+        from retention.plan.command import publish_plan
+
+        code = publish_plan(settings, stats, run_id, code)
     return _finish(settings, stats, report, context, code, run_id)
+
+
+def _belts(settings: RunSettings, audit: AuditLog) -> int | None:
+    """The surge guard's line for this run, or exit 2 for an uncapped first run."""
+    if not settings.execute or settings.belts is None:
+        return None
+    limit = belt_limit(
+        audit,
+        max_deletes=settings.max_deletes,
+        applying=settings.plan is not None,
+        guard=settings.belts,
+    )
+    if limit is not None:
+        _log.info("run.surge_guard", limit=limit)
+    return limit
 
 
 def _finish(
@@ -282,6 +316,7 @@ async def _run(
     run_id: str,
     stats: RunStats,
     report: Report | None,
+    surge_limit: int | None = None,
 ) -> int:
     control = RunControl(grace_period=settings.grace_period)
     limiter = RateLimiter(settings.effective_rate, settings.effective_concurrency)
@@ -324,6 +359,9 @@ async def _run(
             report=report,
             stats=stats,
             control=control,
+            planner=settings.planner,
+            plan=settings.plan,
+            surge_limit=surge_limit,
         )
         async with anyio.create_task_group() as group:
             group.start_soon(journal.run)
@@ -344,6 +382,7 @@ async def _supervised(
     """run_started, recovery, the pipeline, run_finished; signals and progress alongside."""
     stats = pipeline.stats
     incomplete = False
+    listed = False  # the pipeline ran to its end
     async with anyio.create_task_group() as side:
         if settings.handle_signals:
             side.start_soon(control.watch_signals)
@@ -360,6 +399,7 @@ async def _supervised(
                         for s in settings.policies.sources
                     ],
                     "options": settings.options(),
+                    **_belt_fields(settings, pipeline.surge_limit),
                 },
             )
             try:
@@ -378,8 +418,12 @@ async def _supervised(
                 _log.error("run.recovery_incomplete", error=str(err))
             if not control.stopping and not incomplete:
                 await pipeline.run(agents)
+                listed = True
         finally:
             refresh()
+            pipeline.settle_plan(
+                complete=listed and not control.stopping and not stats.agents_failed
+            )
             code = _exit_code(stats, control, incomplete)
             stats.exit_code = code
             stats.stop_reason = str(control.reason) if control.reason else None
@@ -396,6 +440,20 @@ async def _supervised(
                 )
             side.cancel_scope.cancel()
     return code
+
+
+def _belt_fields(settings: RunSettings, surge_limit: int | None) -> dict[str, Any]:
+    """run_started's record of the plan applied and the surge guard's line (when set)."""
+    fields: dict[str, Any] = {}
+    if settings.plan is not None:
+        fields["plan"] = {
+            "sha256": settings.plan.sha256,
+            "plan_id": settings.plan.plan_id,
+            "calls": settings.plan.total,
+        }
+    if surge_limit is not None:
+        fields["surge_limit"] = surge_limit
+    return fields
 
 
 def _names(settings: RunSettings, path: str) -> list[str]:

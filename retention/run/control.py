@@ -29,12 +29,14 @@ class StopReason(enum.StrEnum):
     MAX_DELETES = "max_deletes"
     SIGNAL = "signal"
     CREDENTIALS = "credentials"
+    SURGE = "surge_guard"  # the safety belt: more deletions than the log's history allows
 
 
 STOP_EXIT_CODES = {
     StopReason.MAX_DELETES: ExitCode.MAX_DELETES,
     StopReason.SIGNAL: ExitCode.INTERRUPTED,
     StopReason.CREDENTIALS: ExitCode.CREDENTIALS_REFUSED,
+    StopReason.SURGE: ExitCode.MAX_DELETES,
 }
 
 

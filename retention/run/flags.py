@@ -14,6 +14,7 @@ from retention.audit.witness import WitnessError, check_witness_dir
 from retention.errors import UserError
 from retention.log import configure, get_logger
 from retention.policy.load import load_policies
+from retention.run.belts import DEFAULT_SURGE_FACTOR, DEFAULT_SURGE_FLOOR, SurgeGuard
 from retention.run.command import RunSettings, run_command
 from retention.run.metrics import (
     MetricsExportError,
@@ -71,6 +72,9 @@ def settings_from_flags(
     signing_key: Path | None = None,
     witness: Path | None = None,
     rotate_bytes: int | None = None,
+    surge_guard: bool = True,
+    surge_floor: int = DEFAULT_SURGE_FLOOR,
+    surge_factor: float = DEFAULT_SURGE_FACTOR,
 ) -> RunSettings:
     """Cheap checks first (flags), then policies, then the key and base URL."""
     if report is not None:
@@ -113,6 +117,8 @@ def settings_from_flags(
         signer=signer,
         witness=witness,
         rotate_bytes=rotate_bytes,
+        # The command line's safety belts: on for every execute run (retention/run/belts.py).
+        belts=SurgeGuard(surge_guard, surge_floor, surge_factor),
     )
 
 

@@ -29,6 +29,7 @@ from retention.api.errors import (
 from retention.api.ids import id_problem, is_valid_id
 from retention.api.models import Agent, Call, UnreadableCall
 from retention.log import get_logger
+from retention.plan.store import Plan, PlannedCall, PlanWriter
 from retention.policy.decision import Action, Decision, Reason
 from retention.policy.engine import age_of, decide
 from retention.policy.model import PolicySet
@@ -44,6 +45,11 @@ LISTING_TASKS: Final = 4
 NO_LONGER_TERMINAL: Final = "not deleted: the call is no longer terminal"
 INVALID_ID: Final = "invalid_id"  # skip reason: an id that may not go into a URL
 UNREADABLE: Final = "unreadable"  # skip reason: a listed call the models cannot decode
+# `apply`'s outcomes: a planned call no longer due (with a reason), a due call not planned.
+DROPPED: Final = "dropped"
+NOT_IN_PLAN: Final = "not_in_plan"
+GONE: Final = "gone"  # dropped: planned, and no longer listed by the API
+NOT_LISTED: Final = "not_listed"  # dropped: planned, its agent's listing did not finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,9 @@ class Pipeline:
         report: Report | None,
         stats: RunStats,
         control: RunControl,
+        planner: PlanWriter | None = None,
+        plan: Plan | None = None,
+        surge_limit: int | None = None,
     ) -> None:
         self.client = client
         self.policies = policies
@@ -118,6 +127,9 @@ class Pipeline:
         self.control = control
         self.requested = 0  # DELETEs this run decided to send (the --max-deletes budget)
         self._durations = {p.name: p.duration for p in policies.policies}  # for the forecast
+        self.planner = planner  # `plan`: every due call is written to the plan file
+        self.plan = plan  # `apply`: only planned calls that are still due are deleted
+        self.surge_limit = surge_limit  # the surge guard's line (None: off)
 
     async def run(self, agents: Sequence[Agent]) -> None:
         agent_send, agent_recv = anyio.create_memory_object_stream[Agent](0)
@@ -196,6 +208,13 @@ class Pipeline:
             _log.warning("run.invalid_call_id", agent_id=agent.id, problem=id_problem(call.id))
             return
         decision = decide(self.policies, call, self.now, agent.id, agent.name or None)
+        planned: tuple[int, str] | None = None
+        if self.plan is not None:
+            planned = self.plan.lookup(call.id)
+            if planned is not None and not self.plan.mark(planned[0]):
+                return  # listed twice: a planned call is considered once
+            if planned is not None and decision.action is not Action.DELETE:
+                self._dropped(agent, call, planned[1], decision)
         if decision.action is Action.SKIP:
             stats.skipped[decision.reason.value] += 1
             if decision.reason is Reason.INCONSISTENT:
@@ -216,6 +235,12 @@ class Pipeline:
             self._histograms(call, decision)
             policy = decision.credited_policy or ""
             stats.due_by_policy[policy] += 1
+            if self.plan is not None and planned is None:
+                # Due now, but nobody approved it: never deleted by `apply`.
+                self._record(Work(call, agent, policy), NOT_IN_PLAN)
+                return
+            if self.planner is not None:
+                self.planner.add(_planned(call, agent, policy, self.now))
             if self.execute:
                 await calls.send(Work(call, agent, policy))
             else:
@@ -231,6 +256,26 @@ class Pipeline:
             self.stats.record_forecast(
                 decision.credited_policy or "", duration.total_seconds() - age
             )
+
+    def _dropped(self, agent: Agent, call: Call, policy: str, decision: Decision) -> None:
+        """A planned call that is no longer due: not deleted, counted with its reason."""
+        reason = decision.reason.value
+        if decision.action is Action.KEEP and decision.reason is Reason.HELD:
+            reason = f"held by {decision.held_by}"
+        self.stats.dropped[reason] += 1
+        _log.info("apply.dropped", call_id=call.id, agent_id=agent.id, reason=reason)
+        self._record(Work(call, agent, policy), DROPPED)
+
+    def settle_plan(self, *, complete: bool) -> None:
+        """After the listing: planned calls never listed are dropped, as `gone` when every
+        agent was listed in full, else as `not_listed` (this run may have missed them)."""
+        if self.plan is None:
+            return
+        unseen = self.plan.unseen
+        if unseen:
+            reason = GONE if complete else NOT_LISTED
+            self.stats.dropped[reason] += unseen
+            self.stats.outcomes[DROPPED] += unseen
 
     def _record(self, work: Work, outcome: str) -> None:
         call = work.call
@@ -251,8 +296,23 @@ class Pipeline:
                 if self.max_deletes is not None and self.requested >= self.max_deletes:
                     self.control.stop(StopReason.MAX_DELETES)
                     continue
+                if self.surge_limit is not None and self.requested >= self.surge_limit:
+                    self._surge()
+                    continue
                 self.requested += 1
                 await self._delete(work)
+
+    def _surge(self) -> None:
+        if not self.control.stopping:
+            _log.error(
+                "run.surge_guard_stopped",
+                limit=self.surge_limit,
+                error=f"this run would delete more than {self.surge_limit} calls, the surge "
+                "guard's line from the audit log's earlier runs; stopped before crossing it",
+                hint="review a plan (`retention plan --out PLAN`, then `retention apply PLAN "
+                "--execute --expect-sha256 DIGEST`), or run again with --no-surge-guard",
+            )
+        self.control.stop(StopReason.SURGE)
 
     async def _delete(self, work: Work) -> None:
         keys = {"call_id": work.call.id, "agent_id": work.agent.id, "policy": work.policy}
@@ -320,6 +380,13 @@ class Pipeline:
         return Outcome.failed(cause)
 
 
+def _planned(call: Call, agent: Agent, policy: str, now: datetime) -> PlannedCall:
+    origin = call.age_origin
+    age = int((now - origin).total_seconds()) if origin is not None else None
+    start = api_timestamp(call.start_time) if call.start_time is not None else None
+    return PlannedCall(call.id, agent.id, policy, start, age)
+
+
 def run_counts(stats: RunStats) -> dict[str, Any]:
     """The `counts` of the `run_finished` line."""
     return {
@@ -341,6 +408,7 @@ def run_counts(stats: RunStats) -> dict[str, Any]:
             policy: dict(sorted(holders.items()))
             for policy, holders in sorted(stats.held_from.items())
         },
+        **({"dropped": dict(sorted(stats.dropped.items()))} if stats.dropped else {}),
     }
 
 

@@ -81,6 +81,8 @@ class RunStats:
     due_by_policy: Counter[str] = field(default_factory=Counter)  # credited policy -> calls due
     # credited deletion policy -> retention policy -> calls it held from that deletion
     held_from: dict[str, Counter[str]] = field(default_factory=dict)
+    # `apply`: planned calls not deleted because no longer due, by reason
+    dropped: Counter[str] = field(default_factory=Counter)
     # For the HTML report: histograms with fixed buckets, bounded whatever the run's size.
     age_due: Counter[str] = field(default_factory=Counter)  # AGE_BUCKETS label -> calls due
     age_kept: Counter[str] = field(default_factory=Counter)  # AGE_BUCKETS label -> calls kept

@@ -177,7 +177,16 @@ def slow_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _start_run(tmp: Path, url: str, audit_log: Path) -> Any:
     policies = tmp / "policies.yaml"
     policies.write_text(POLICY_YAML)
-    args = ["run", "--execute", "--policies", str(policies), "--audit-log", str(audit_log)]
+    args = [
+        "run",
+        "--execute",
+        "--max-deletes",
+        "100000000",
+        "--policies",
+        str(policies),
+        "--audit-log",
+        str(audit_log),
+    ]
     args += ["--base-url", url, "--now", NOW_TEXT, "--rate", "15", "--concurrency", "4"]
     return spawn(args, env=clean_env(CARTESIA_API_KEY=API_KEY), cwd=tmp, stdout=subprocess.DEVNULL)
 

@@ -23,7 +23,15 @@ from retention.cli import main
 from retention.sandbox import SandboxApp, serve_in_thread
 from retention.sandbox.faults import Faults
 from tests.audit.logs import edited, forged, hash_of, write
-from tests.e2e.support import API_KEY, NOW_TEXT, POLICY_YAML, clean_env, make_dataset, spawn
+from tests.e2e.support import (
+    API_KEY,
+    NOW_TEXT,
+    POLICY_YAML,
+    clean_env,
+    first_run_cap,
+    make_dataset,
+    spawn,
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class RealLog:
 
 def _run(tmp: Path, url: str, log: Path, *flags: str) -> subprocess.Popen[bytes]:
     args = ["run", "--policies", str(tmp / "policies.yaml"), "--audit-log", str(log)]
-    args += ["--base-url", url, "--now", NOW_TEXT, *flags]
+    args += ["--base-url", url, "--now", NOW_TEXT, *flags, *first_run_cap(flags)]
     env = clean_env(CARTESIA_API_KEY=API_KEY)
     proc: subprocess.Popen[bytes] = spawn(args, env=env, cwd=tmp, stdout=subprocess.DEVNULL)
     return proc

@@ -50,6 +50,8 @@ def _run_args(tmp: Path, url: str, *extra: str) -> list[str]:
     return [
         "run",
         "--execute",
+        "--max-deletes",
+        "100000000",
         "--policies",
         str(policies),
         "--audit-log",

@@ -160,6 +160,8 @@ def run_argv(
         NOW_TEXT,
         "--audit-log",
         str(audit_log),
+        # The first-run safety belt: a cap far above any dataset (a later flag overrides it).
+        *(("--max-deletes", "100000000") if execute else ()),
         *extra,
     ]
     return [*argv, "--execute"] if execute else argv

@@ -131,6 +131,8 @@ def _run_args(url: str, root: Path, report: str) -> list[str]:
     return [
         "run",
         "--execute",
+        "--max-deletes",
+        "100000000",
         "--policies",
         str(root / "policies.yaml"),
         "--audit-log",

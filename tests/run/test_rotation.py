@@ -203,6 +203,8 @@ def test_a_run_killed_while_rotating_at_its_end_loses_no_line(
     args = [
         "run",
         "--execute",
+        "--max-deletes",
+        "100000000",
         "--policies",
         str(workspace.policies),
         "--audit-log",

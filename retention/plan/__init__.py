@@ -1,0 +1,1 @@
+"""Plan, review, apply: a plan file of due calls, and applying exactly it."""

@@ -1,0 +1,158 @@
+"""`retention plan` and `retention apply`: both are `retention run` with one hook.
+
+`plan` is a dry run whose due calls also go into a plan file (`PlanWriter`); `apply`
+is a run whose pipeline deletes a due call only when the plan holds it
+(`Pipeline.plan`). Everything else (intent first, recovery, lock, signals, exit
+codes, reports, metrics) is the run's, unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import click
+import httpx
+
+from retention.errors import UserError
+from retention.plan.store import FORMAT, Plan, PlanError, PlanWriter, open_plan
+from retention.run.command import RunSettings, run_command
+from retention.run.flags import settings_from_flags
+from retention.run.stats import RunStats
+
+DEFAULT_MAX_PLAN_AGE: Final = "7d"
+_AGE = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def parse_age(text: str, where: str = "--max-plan-age") -> timedelta:
+    found = _AGE.fullmatch(text)
+    if found is None:
+        raise UserError(f"`{text}` is not a duration such as 7d, 36h or 2w", where=where)
+    return timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
+
+
+def _base_url(url: str) -> str:
+    return str(httpx.URL(url).copy_with(username=None, password=None, query=None))
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- plan ------------------------------------------------------------------------
+
+
+def plan_from_flags(flags: dict[str, Any], out: Path) -> int:
+    settings = settings_from_flags(**{**flags, "execute": False, "max_deletes": None})
+    return run_command(dataclasses.replace(settings, planner=PlanWriter(out)))
+
+
+def publish_plan(settings: RunSettings, stats: RunStats, run_id: str, code: int) -> int:
+    """After a `plan` run: store the header, publish the file, print its digest."""
+    writer = settings.planner
+    assert writer is not None
+    if code != 0:
+        writer.discard()
+        click.echo(f"retention: no plan written (the run ended with exit {code})", err=True)
+        return code
+    header = {
+        "format": FORMAT,
+        "plan_id": uuid.uuid4().hex,
+        "run_id": run_id,
+        "created": _stamp(datetime.now(UTC)),
+        "now": _stamp(settings.now),
+        "base_url": _base_url(settings.base_url),
+        "shard": str(settings.shard) if settings.shard else None,
+        "policies": [{"path": s.path, "sha256": s.sha256} for s in settings.policies.sources],
+        "by_policy": _planned(stats.by_policy),
+        "by_agent": _planned(stats.by_agent),
+        "by_region": _planned(stats.by_region),
+        "scanned": stats.scanned,
+    }
+    try:
+        digest = writer.commit(header)
+    except OSError as err:
+        writer.discard()
+        raise PlanError(f"cannot write the plan ({err.strerror or err})", where="--out") from None
+    click.echo(f"plan {writer.target}: {writer.rows} calls due")
+    click.echo(f"sha256 {digest}")
+    click.echo(
+        f"review it, then: retention apply {writer.target} --execute --expect-sha256 {digest}"
+    )
+    return code
+
+
+def _planned(table: dict[str, Any]) -> dict[str, int]:
+    return {key: int(c["would_delete"]) for key, c in sorted(table.items()) if c["would_delete"]}
+
+
+# -- apply -----------------------------------------------------------------------
+
+
+def apply_from_flags(
+    flags: dict[str, Any], plan_path: Path, expect_sha256: str | None, max_plan_age: str
+) -> int:
+    """Check the plan before anything else, then run with it as the filter."""
+    age = parse_age(max_plan_age)
+    if expect_sha256 is not None:
+        expect_sha256 = expect_sha256.strip().lower().removeprefix("sha256:")
+        if not _HEX64.fullmatch(expect_sha256):
+            raise UserError("expected 64 hexadecimal digits", where="--expect-sha256")
+    plan = open_plan(plan_path)
+    try:
+        if expect_sha256 is not None and plan.sha256 != expect_sha256:
+            raise PlanError(
+                f"its sha256 is {plan.sha256}, not the {expect_sha256} approved; "
+                "apply only the plan that was reviewed",
+                where=str(plan_path),
+            )
+        settings = settings_from_flags(**flags)
+        check_plan(plan, settings, age)
+        if expect_sha256 is None:
+            print(
+                f"retention: warning: {plan_path} was not pinned with --expect-sha256; "
+                f"its sha256 is {plan.sha256}",
+                file=sys.stderr,
+            )
+        return run_command(dataclasses.replace(settings, plan=plan))
+    finally:
+        plan.close()
+
+
+def check_plan(plan: Plan, settings: RunSettings, max_age: timedelta) -> None:
+    """The plan must be recent, for the same API, under byte-identical policy files."""
+    where = str(plan.path)
+    age = settings.now - plan.created
+    if age > max_age:
+        raise PlanError(
+            f"the plan is {age.days} days {age.seconds // 3600} hours old, older than "
+            f"--max-plan-age; make and review a new plan",
+            where=where,
+        )
+    planned_url = str(plan.header.get("base_url", ""))
+    if planned_url != _base_url(settings.base_url):
+        raise PlanError(
+            f"the plan was made against {planned_url}, not {_base_url(settings.base_url)}",
+            where=where,
+        )
+    if (plan.header.get("shard") or None) != (str(settings.shard) if settings.shard else None):
+        raise PlanError("the plan was made for another shard", where=where)
+    planned = {str(p["path"]): str(p["sha256"]) for p in plan.header.get("policies", [])}
+    current = {source.path: source.sha256 for source in settings.policies.sources}
+    changed = sorted(
+        path for path in planned.keys() | current.keys() if planned.get(path) != current.get(path)
+    )
+    if changed:
+        raise PlanError(
+            "policy files changed since the plan (or were added or removed): "
+            + ", ".join(changed)
+            + "; make and review a new plan",
+            where=where,
+        )

@@ -1,0 +1,112 @@
+"""Safety belts of `run --execute`, on by default.
+
+- First run: an execute run on an audit log with no earlier execute run (and never
+  rotated) must be capped by `--max-deletes`, or be an `apply` of a reviewed plan;
+  otherwise exit 2 before anything is sent.
+- Surge guard: the run stops (exit 3) before its DELETE requests exceed
+  max(floor, factor x the median `deleted` count of the latest execute runs). The
+  history comes from the `run_finished` lines the start-up scan already streams (no
+  second read of the log); when the live file holds fewer runs than the window and
+  the log was rotated, the newest segments are read for the rest.
+- `apply` is not limited by the surge guard (the pinned plan is the approval);
+  `--max-deletes` still applies. `--no-surge-guard` turns the guard off for one run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from retention.audit.reader import iter_lines
+from retention.audit.segments import GZIP_ERRORS, open_lines, segments_beside
+from retention.errors import UserError
+from retention.run.audit import HISTORY_RUNS, AuditLog, deleted_count
+
+DEFAULT_SURGE_FLOOR: Final = 1000
+DEFAULT_SURGE_FACTOR: Final = 3.0
+
+
+class FirstRunUncapped(UserError):
+    """A first execute run with neither --max-deletes nor a plan (exit 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SurgeGuard:
+    enabled: bool = True
+    floor: int = DEFAULT_SURGE_FLOOR
+    factor: float = DEFAULT_SURGE_FACTOR
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """The latest execute runs' deletion counts, oldest first; `first`: there were none."""
+
+    counts: tuple[int, ...]
+    first: bool
+
+
+def surge_limit(counts: Sequence[int], guard: SurgeGuard) -> int:
+    """The largest number of DELETEs a run may send: max(floor, ceil(factor x median))."""
+    median = statistics.median(counts) if counts else 0
+    return max(guard.floor, math.ceil(guard.factor * median))
+
+
+def read_history(audit: AuditLog) -> History:
+    """From the start-up scan; the newest segments only when the live file is short."""
+    scan = audit.scan
+    counts = list(scan.history)
+    rotated = audit.state.segment > 0
+    if rotated and len(counts) < HISTORY_RUNS:
+        counts = _segment_history(audit.resolved, HISTORY_RUNS - len(counts)) + counts
+    return History(tuple(counts[-HISTORY_RUNS:]), first=not counts and not rotated)
+
+
+def _segment_history(live: Path, wanted: int) -> list[int]:
+    """Up to `wanted` execute runs' counts from the newest segments, oldest first."""
+    found: list[int] = []
+    for item in reversed(segments_beside(live)):
+        here: list[int] = []
+        try:
+            with open_lines(item) as opened:
+                for raw in iter_lines(opened.lines):
+                    if b'"run_finished"' not in raw.data or not raw.complete:
+                        continue
+                    try:
+                        record = json.loads(raw.data)
+                    except ValueError:
+                        continue
+                    if record.get("event") == "run_finished" and record.get("dry_run") is False:
+                        here.append(deleted_count(record))
+        except (OSError, *GZIP_ERRORS):
+            break  # an unreadable segment: the history read so far is what there is
+        found = here + found
+        if len(found) >= wanted:
+            break
+    return found[-wanted:] if wanted else []
+
+
+def belt_limit(
+    audit: AuditLog, *, max_deletes: int | None, applying: bool, guard: SurgeGuard
+) -> int | None:
+    """The surge guard's line for this execute run (None: no guard), or exit 2 for an
+    uncapped first run."""
+    if applying:
+        return None
+    history = read_history(audit)
+    if history.first:
+        if max_deletes is None:
+            raise FirstRunUncapped(
+                "this is the first execute run on this audit log: cap it with --max-deletes N, "
+                "or review a plan first (`retention plan --out PLAN`, then `retention apply "
+                "PLAN --execute`)",
+                where="safety belt",
+            )
+        return None  # the explicit cap is this run's approval
+    if not guard.enabled:
+        return None
+    return surge_limit(history.counts, guard)
