@@ -71,6 +71,17 @@ def publish_plan(settings: RunSettings, stats: RunStats, run_id: str, code: int)
         "base_url": _base_url(settings.base_url),
         "shard": str(settings.shard) if settings.shard else None,
         "policies": [{"path": s.path, "sha256": s.sha256} for s in settings.policies.sources],
+        # Each rule with its annotations (legal basis, category, request, case): the
+        # record a reviewer reads with the plan; never per call.
+        "rules": [
+            {
+                "name": p.name,
+                "kind": p.kind.value,
+                "duration": p.duration_text,
+                **dict(p.annotations),
+            }
+            for p in settings.policies.policies
+        ],
         "by_policy": _planned(stats.by_policy),
         "by_agent": _planned(stats.by_agent),
         "by_region": _planned(stats.by_region),

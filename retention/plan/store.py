@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from retention.durable import fsync_dir
 from retention.errors import UserError
 
 FORMAT: Final = 1
@@ -160,7 +161,7 @@ class PlanWriter:
                 "appeared during the run; not replaced", where=str(self.target)
             ) from None
         self.temp.unlink()
-        _fsync_dir(self.target.parent)
+        fsync_dir(self.target.parent)
         return file_sha256(self.target)
 
     def discard(self) -> None:
@@ -170,19 +171,6 @@ class PlanWriter:
             self._db = None
         with contextlib.suppress(OSError):
             self.temp.unlink()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @dataclass

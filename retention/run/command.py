@@ -181,6 +181,11 @@ def run_command(settings: RunSettings) -> int:
         shard=str(settings.shard) if settings.shard else None,
         policy_sources=tuple((s.path, s.sha256) for s in settings.policies.sources),
         policies=settings.policies.policies,
+        mode="plan"
+        if settings.planner is not None
+        else "apply"
+        if settings.plan is not None
+        else None,
     )
     try:
         with AuditLog(settings.audit_log) as audit:

@@ -383,3 +383,63 @@ def test_plan_ids_are_what_apply_looks_up(tmp_path: Path) -> None:
         assert plan.unseen == len(ids) - 1
     finally:
         plan.close()
+
+
+def test_plan_and_apply_write_an_html_report_that_names_their_mode(
+    capsys: Run, monkeypatch: pytest.MonkeyPatch, space: Workspace, app: SandboxApp, url: str
+) -> None:
+    expected = expected_deletions(app.dataset)
+    plan_page = space.root / "plan.html"
+    out = space.root / "reviewed.plan"
+    done = cli(
+        capsys, monkeypatch, "plan", *common(space, url), "--out", str(out),
+        "--report", str(plan_page),
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    apply_page = space.root / "apply.html"
+    applied = apply(capsys, monkeypatch, space, url, out, "--execute", "--report", str(apply_page))
+    assert applied.code == 0, applied.err
+    for page, mode in ((plan_page, "plan"), (apply_page, "apply")):
+        html = page.read_text()
+        assert f"Retention run: {mode}" in html
+        assert str(len(expected)) in html  # the selected count is on the page
+        assert "<script" not in html
+
+
+def test_the_plan_carries_each_rules_annotations_never_per_call(
+    capsys: Run, monkeypatch: pytest.MonkeyPatch, space: Workspace, url: str
+) -> None:
+    space.policies.write_text(
+        "policies:\n"
+        "  - name: old-30d\n"
+        "    delete_after: 30d\n"
+        "    legal_basis: Art. 6(1)(f) legitimate interest\n"
+        "    category: support recordings\n"
+        "    request_id: DSR-2026-0042\n"
+        "  - name: billing-hold\n"
+        "    retain_for: forever\n"
+        "    case: LIT-7 (contract dispute)\n"
+        "    match:\n"
+        '      agents: ["billing*"]\n'
+    )
+    plan, _digest = make_plan(capsys, monkeypatch, space, url)
+    with sqlite3.connect(f"file:{plan}?mode=ro", uri=True) as db:
+        header = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM header")}
+        columns = [row[1] for row in db.execute("PRAGMA table_info(calls)")]
+    assert header["rules"] == [
+        {
+            "name": "old-30d",
+            "kind": "delete_after",
+            "duration": "30d",
+            "legal_basis": "Art. 6(1)(f) legitimate interest",
+            "category": "support recordings",
+            "request_id": "DSR-2026-0042",
+        },
+        {
+            "name": "billing-hold",
+            "kind": "retain_for",
+            "duration": "forever",
+            "case": "LIT-7 (contract dispute)",
+        },
+    ]
+    assert not {"legal_basis", "category", "request_id", "case"} & set(columns)
