@@ -9,10 +9,11 @@ value, transcript, summary or phone number).
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Mapping
 from typing import IO, Any, Final, Protocol
+
+from retention.run.html import macros
 
 HELD_NOTE: Final = (
     "Calls held by a retention rule are counted, not listed: the audit log has no line "
@@ -178,57 +179,39 @@ class MarkdownWriter:
             self._out.write(f"- {_md(key)}: {_md(value)}\n")
 
 
-def _h(value: object) -> str:
-    return html.escape("" if value is None else str(value))
-
-
 class HtmlWriter:
+    """The macros of templates/certificate.html, autoescaped: a row per erased call."""
+
     def __init__(self, out: IO[str], with_api: bool) -> None:
         self._out = out
         self._columns = _columns(with_api)
-
-    def _row(self, cells: list[str], tag: str = "td") -> None:
-        self._out.write("<tr>" + "".join(f"<{tag}>{_h(c)}</{tag}>" for c in cells) + "</tr>\n")
+        self._macros = macros("certificate.html")
+        self._row = self._macros["row"]
 
     def head(self, data: Mapping[str, Any]) -> None:
-        out = self._out
-        name = _h(data["policy"]["name"])
-        out.write(
-            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>Erasure certificate: {name}</title></head><body>\n"
-            f"<h1>Erasure certificate: {name}</h1>\n"
-            f"<p>Made {_h(data['made_at'])} by retention {_h(data['tool_version'])}.</p>\n"
-        )
-        for title, pairs in _lines_of(data):
-            out.write(f"<h2>{_h(title)}</h2>\n<table>\n")
-            for label, value in pairs:
-                self._row([label, value])
-            out.write("</table>\n")
-        out.write("<h2>Runs that applied it</h2>\n<table>\n")
-        self._row(list(_RUN_COLUMNS), "th")
-        for run in data["runs"]:
-            self._row(_run_cells(run))
         intents = data["open_intents"]
-        out.write(
-            f"</table>\n<p>{_h(HELD_NOTE)}</p>\n<p>{_h(PENDING_NOTE)}</p>\n"
-            f"<p>Intents still open at the end of the log: {intents['count']} "
-            f"{_h(', '.join(intents['calls']))}</p>\n<h2>Calls erased</h2>\n<table>\n"
+        self._out.write(
+            self._macros["head"](
+                name=data["policy"]["name"],
+                made_at=data["made_at"],
+                tool_version=data["tool_version"],
+                sections=_lines_of(data),
+                run_columns=_RUN_COLUMNS,
+                runs=[_run_cells(run) for run in data["runs"]],
+                held_note=HELD_NOTE,
+                pending_note=PENDING_NOTE,
+                open_intents=intents["count"],
+                open_calls=", ".join(intents["calls"]),
+                columns=self._columns,
+            )
         )
-        self._row(list(self._columns), "th")
 
     def row(self, row: Mapping[str, Any]) -> None:
-        self._row([str(row.get(k, "")) for k in self._columns])
+        self._out.write(self._row([str(row.get(k, "")) for k in self._columns]))
 
     def tail(self, api: Mapping[str, Any] | None) -> None:
-        self._out.write("</table>\n<h2>Fresh read from the API</h2>\n")
-        if api is None:
-            self._out.write("<p>Not made (run with --api to re-read every erased call).</p>\n")
-        else:
-            self._out.write("<table>\n")
-            for key, value in api.items():
-                self._row([key, _plain(value)])
-            self._out.write("</table>\n")
-        self._out.write("</body></html>\n")
+        pairs = None if api is None else [(key, _plain(value)) for key, value in api.items()]
+        self._out.write(self._macros["tail"](pairs))
 
 
 WRITERS: Final = (".md", ".html", ".json")

@@ -9,8 +9,9 @@ policy (at most `MAX_POLICIES` policies, then "other policies"), failures by cau
 of one, and its page stays the same size however long the log grows.
 
 The page reads the log; it does not prove it. `retention audit verify` does that.
-Every value from the log goes through `h()` (retention/run/html.py), so it renders
-as text; call ids, agent ids and the API's URL never reach the page.
+The page is rendered by templates/audit_log_report.html with autoescaping on
+(retention/run/html.py), so every value from the log renders as text; call ids,
+agent ids and the API's URL never reach the page.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from retention.audit.reader import LineFormatError, parse_line
 from retention.audit.segments import iter_log_lines, log_files
 from retention.errors import UserError
 from retention.run.audit import run_holds_lock
-from retention.run.html import Column, Markup, bar_chart, facts, h, page, table, tiles
+from retention.run.html import Cell, Code, Column, Figure, Table, bar_chart, render
 from retention.run.html_report import STOP_WORDS
 from retention.run.paths import check_outputs
 from retention.run.stats import MAX_CAUSES, OTHER_CAUSE
@@ -258,30 +259,31 @@ class LogFacts:
 
 
 def render_log_html(tally: LogTally, about: LogFacts) -> str:
-    return page(
-        f"Retention audit log report: {about.path.name}",
-        h("h1", "Audit log report"),
-        h(
-            "p",
-            "What the audit log records: every run and every deletion. This page reads the log; ",
-            h("code", "retention audit verify"),
-            " proves it intact (and, with --api, true against the API).",
-            class_="sub",
+    """The page (templates/audit_log_report.html lays out what is computed here)."""
+    return render(
+        "audit_log_report.html",
+        title=f"Retention audit log report: {about.path.name}",
+        facts=_header(tally, about),
+        tiles=_tiles(tally),
+        runs=_runs(tally),
+        days=_days(tally),
+        outcomes=_outcomes(tally),
+        failures=_counts(
+            "Failures by cause", "failures", ("cause", "failed calls"), tally.failures
         ),
-        _header(tally, about),
-        _summary(tally),
-        _runs(tally),
-        _days(tally),
-        _outcomes(tally),
-        _counts_section("Failures by cause", "failures", ("cause", "failed calls"), tally.failures),
-        _stopped(tally),
-        _policy_files(tally),
+        stops=_stops(tally),
+        stopped_runs=_stopped_runs(tally),
+        policy_files=_policy_files(tally),
+        max_runs=MAX_RUNS,
+        chart_runs=CHART_RUNS,
+        max_days=MAX_DAYS,
+        chart_days=CHART_DAYS,
     )
 
 
-def _header(tally: LogTally, about: LogFacts) -> Markup:
-    rows: list[tuple[str, str | Markup]] = [
-        ("Audit log", h("code", str(about.path))),
+def _header(tally: LogTally, about: LogFacts) -> list[tuple[str, Cell]]:
+    rows: list[tuple[str, Cell]] = [
+        ("Audit log", Code(str(about.path))),
         ("Files read", f"{about.files} (numbered gzip segments, then the live file)"),
         ("Lines", str(tally.lines)),
         ("First line", tally.first_ts or "—"),
@@ -295,17 +297,16 @@ def _header(tally: LogTally, about: LogFacts) -> Markup:
         )
     if about.live_run:
         rows.append(("Note", "a run holds the log's lock: its last lines may still be coming"))
-    return h("section", h("h2", "Log"), facts(rows))
+    return rows
 
 
-def _summary(tally: LogTally) -> Markup:
-    items = [
+def _tiles(tally: LogTally) -> list[tuple[str, int]]:
+    return [
         ("runs", tally.all_runs),
         *((f"runs: {mode}", n) for mode, n in sorted(tally.modes.items())),
         *((o.replace("_", " "), tally.events[o]) for o in OUTCOMES if tally.events[o]),
         ("runs stopped early", tally.stops.total()),
     ]
-    return h("section", h("h2", "Summary"), tiles(items))
 
 
 def _clock(ts: str | None) -> str:
@@ -324,7 +325,7 @@ def _stop_words(run: RunRow) -> str:
     return "no run_finished line" if run.finished is None else ""
 
 
-def _runs(tally: LogTally) -> Markup:
+def _runs(tally: LogTally) -> Figure:
     runs = list(tally.runs.values())
     columns = (
         Column("started (UTC)"),
@@ -337,7 +338,7 @@ def _runs(tally: LogTally) -> Markup:
         Column("deleted", True),
         Column("failed", True),
     )
-    rows: list[Sequence[str | int | Markup]] = []
+    rows: list[Sequence[Cell]] = []
     if tally.earlier.runs:
         rows.append(
             (
@@ -355,7 +356,7 @@ def _runs(tally: LogTally) -> Markup:
     rows += [
         (
             _clock(run.started),
-            h("code", run.run_id),
+            Code(run.run_id),
             run.mode,
             run.shard or "",
             _clock(run.finished),
@@ -369,26 +370,17 @@ def _runs(tally: LogTally) -> Markup:
     deleted = tally.earlier.deleted + sum(r.deleted for r in runs)
     failed = tally.earlier.failed + sum(r.failed for r in runs)
     shown = runs[-CHART_RUNS:]
-    return h(
-        "section",
-        h("h2", "Runs over time"),
-        h(
-            "p",
-            f"Every run in log order (the last {MAX_RUNS}; earlier ones add up in one row). "
-            f"The chart shows the calls deleted by each of the last {CHART_RUNS} runs. A "
-            "deletion settled at a run's start, for a run that stopped before the API "
-            "answered, counts under the run that settled it.",
-        ),
+    return Figure(
         bar_chart(
             [(run_label(r), r.deleted) for r in shown],
             name="runs",
             title="Calls deleted per run",
             ink="due",
         ),
-        table(
+        Table(
+            "runs",
             columns,
             rows,
-            name="runs",
             total=(f"all {tally.all_runs} runs", "", "", "", "", "", "", deleted, failed)
             if rows
             else None,
@@ -396,14 +388,14 @@ def _runs(tally: LogTally) -> Markup:
     )
 
 
-def _days(tally: LogTally) -> Markup:
+def _days(tally: LogTally) -> Figure:
     days = sorted(tally.days, reverse=True)
     totals: Counter[str] = Counter(tally.earlier_days)
     for counts in tally.days.values():
         totals.update(counts)
     policies = sorted(totals, key=lambda p: (-totals[p], p))
     columns = [Column("day (UTC)")] + [Column(p, True) for p in policies] + [Column("total", True)]
-    rows: list[Sequence[str | int]] = [
+    rows: list[Sequence[Cell]] = [
         (day, *(tally.days[day][p] for p in policies), tally.days[day].total()) for day in days
     ]
     if tally.earlier_day_count:
@@ -415,73 +407,69 @@ def _days(tally: LogTally) -> Markup:
             )
         )
     recent = sorted(days[:CHART_DAYS])
-    return h(
-        "section",
-        h("h2", "Deletions per day, by policy"),
-        h(
-            "p",
-            f"Calls deleted (a `deleted` line) per UTC day of the line, newest first; the "
-            f"last {MAX_DAYS} days with a deletion, earlier ones in one row. The chart "
-            f"shows the last {CHART_DAYS} of those days.",
-        ),
+    return Figure(
         bar_chart(
             [(day, tally.days[day].total()) for day in recent],
             name="days",
             title="Calls deleted per day",
             ink="due",
         ),
-        table(
+        Table(
+            "days",
             columns,
             rows,
-            name="days",
             total=("all days", *(totals[p] for p in policies), totals.total()) if rows else None,
         ),
     )
 
 
-def _outcomes(tally: LogTally) -> Markup:
+def _outcomes(tally: LogTally) -> Figure:
     ranked = sorted(tally.by_policy.items(), key=lambda item: (-item[1]["deleted"], item[0]))
     outcomes = [o for o in OUTCOMES if any(c[o] for _, c in ranked)]
     total: Counter[str] = Counter()
     for _, counts in ranked:
         total.update(counts)
     columns = [Column("policy")] + [Column(o.replace("_", " "), True) for o in outcomes]
-    return h(
-        "section",
-        h("h2", "Outcomes by policy"),
-        h("p", "Every outcome line of the log: what the API answered to each deletion."),
+    return Figure(
         bar_chart(
             [(policy, c["deleted"]) for policy, c in ranked],
             name="policy",
             title="Calls deleted per policy",
             ink="due",
         ),
-        table(
+        Table(
+            "policy",
             columns,
             [(policy, *(c[o] for o in outcomes)) for policy, c in ranked],
-            name="policy",
             total=("all", *(total[o] for o in outcomes)) if ranked else None,
         ),
     )
 
 
-def _counts_section(
+def _counts(
     title: str, name: str, header: tuple[str, str], counts: Counter[str], ink: str = "warn"
-) -> Markup:
+) -> Figure:
+    """A count by key, largest first; zero counts left out."""
     rows = sorted(((k, n) for k, n in counts.items() if n), key=lambda r: (-r[1], r[0]))
-    return h(
-        "section",
-        h("h2", title),
+    return Figure(
         bar_chart(rows, name=name, title=title, ink=ink),
-        table((Column(header[0]), Column(header[1], True)), rows, name=name),
+        Table(name, (Column(header[0]), Column(header[1], True)), rows),
     )
 
 
-def _stopped(tally: LogTally) -> Markup:
+def _stops(tally: LogTally) -> Figure:
     reasons = sorted(tally.stops.items(), key=lambda r: (-r[1], r[0]))
     rows = [(STOP_WORDS.get(reason, reason), n) for reason, n in reasons]
+    return Figure(
+        bar_chart(rows, name="stops", title="Runs stopped early, by cause", ink="warn"),
+        Table("stops", (Column("stopped by"), Column("runs", True)), rows),
+    )
+
+
+def _stopped_runs(tally: LogTally) -> Table:
     early = [run for run in tally.runs.values() if run.stopped_early]
-    listed = table(
+    return Table(
+        "stopped-runs",
         (
             Column("started"),
             Column("run id"),
@@ -493,7 +481,7 @@ def _stopped(tally: LogTally) -> Markup:
         [
             (
                 _clock(run.started),
-                h("code", run.run_id),
+                Code(run.run_id),
                 run.mode,
                 _stop_words(run),
                 "" if run.exit_code is None else run.exit_code,
@@ -501,45 +489,24 @@ def _stopped(tally: LogTally) -> Markup:
             )
             for run in early
         ],
-        name="stopped-runs",
-    )
-    return h(
-        "section",
-        h("h2", "Runs stopped by a cap or a signal"),
-        h(
-            "p",
-            "Runs that did not run to the end: stopped by --max-deletes, a signal or "
-            "refused credentials (their run_finished line says which), or with no "
-            "run_finished line at all (killed, or still running). The next run settles "
-            "any deletion such a run left open.",
-        ),
-        bar_chart(rows, name="stops", title="Runs stopped early, by cause", ink="warn"),
-        table((Column("stopped by"), Column("runs", True)), rows, name="stops"),
-        h("h3", f"Those runs (of the last {MAX_RUNS})"),
-        listed,
     )
 
 
-def _policy_files(tally: LogTally) -> Markup:
+def _policy_files(tally: LogTally) -> Table:
     ranked = sorted(tally.policy_files.items(), key=lambda item: (item[1].first, item[0]))
-    return h(
-        "section",
-        h("h2", "Policy files the runs loaded"),
-        h("p", "Each policy file with its digest: a new digest is a changed file."),
-        table(
-            (
-                Column("policy file"),
-                Column("sha256"),
-                Column("runs", True),
-                Column("first run"),
-                Column("last run"),
-            ),
-            [
-                (path, h("code", digest), seen.runs, _clock(seen.first), _clock(seen.last))
-                for (path, digest), seen in ranked
-            ],
-            name="policy-files",
+    return Table(
+        "policy-files",
+        (
+            Column("policy file"),
+            Column("sha256"),
+            Column("runs", True),
+            Column("first run"),
+            Column("last run"),
         ),
+        [
+            (path, Code(digest), seen.runs, _clock(seen.first), _clock(seen.last))
+            for (path, digest), seen in ranked
+        ],
     )
 
 

@@ -3,19 +3,21 @@
 A function of the run's counters (`RunStats`) and its context (`RunContext`) only,
 so `run`, `plan` and `apply` share it: `render_run_html(stats, context)`. Its size
 is bounded whatever the run's size: every section is a fixed set of buckets, the
-policies, or the top agents and regions followed by "the rest".
+policies, or the top agents and regions followed by "the rest". What each section
+shows is computed here; templates/run_report.html lays it out.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
-from retention.run.html import Column, Markup, bar_chart, facts, h, page, table, tiles
+from retention.run.html import Cell, Chart, Code, Column, Figure, Table, bar_chart, render
 from retention.run.report import OUTCOME_ORDER, RunContext
 from retention.run.stats import AGE_BUCKETS, FORECAST_BUCKETS, RunStats
 
@@ -29,34 +31,58 @@ STOP_WORDS: Final = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Ages:
+    due: Chart | None
+    kept: Chart | None
+    table: Table
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """One sweep's erasure account: what it selected, what became of it, what held."""
+
+    name: str
+    annotations: str
+    table: Table
+    overrides: Sequence[str]  # a sentence per retention rule that held some of its calls
+
+
 def render_run_html(stats: RunStats, context: RunContext) -> str:
     mode = context.mode_name
-    title = f"Retention {mode}: run {context.run_id}"
-    return page(
-        title,
-        h("h1", f"Retention run: {mode}"),
-        h("p", _lede(stats, context), class_="sub"),
-        _header(stats, context),
-        _summary(stats),
-        _grouped("Outcomes by policy", "policy", "policy", _sorted(stats.by_policy)),
-        _grouped("Outcomes by region", "region", "region", _top(stats.by_region, TOP_REGIONS)),
-        _agents(stats),
-        _ages(stats),
-        _counts_section(
+    return render(
+        "run_report.html",
+        title=f"Retention {mode}: run {context.run_id}",
+        mode=mode,
+        lede=_lede(stats, context),
+        facts=_header(stats, context),
+        policy_files=Table(
+            "policy-files",
+            (Column("policy file"), Column("sha256")),
+            [(path, Code(digest)) for path, digest in context.policy_sources],
+        ),
+        tiles=_tiles(stats),
+        api=(stats.requests, stats.retries, stats.throttled),
+        by_policy=_grouped("Outcomes by policy", "policy", "policy", _sorted(stats.by_policy)),
+        by_region=_grouped(
+            "Outcomes by region", "region", "region", _top(stats.by_region, TOP_REGIONS)
+        ),
+        by_agent=_agents(stats),
+        ages=_ages(stats),
+        held=_counts(
             "Held calls by retention rule",
             "held",
             ("retention rule", "calls held"),
             stats.held_by,
             "kept",
-            note="A call held by several rules counts under each of them.",
         ),
-        _policies(stats, context),
-        _counts_section("Skipped calls by reason", "skipped", ("reason", "calls"), stats.skipped),
-        _counts_section(
+        policies=_policies(stats, context),
+        skipped=_counts("Skipped calls by reason", "skipped", ("reason", "calls"), stats.skipped),
+        failures=_counts(
             "Failures by cause", "failures", ("cause", "failures"), stats.failures, "warn"
         ),
-        _forecast(stats),
-        _sweeps(stats, context),
+        forecast=_forecast(stats),
+        sweeps=_sweeps(stats, context),
     )
 
 
@@ -82,15 +108,15 @@ def duration_words(seconds: float) -> str:
     )
 
 
-def _header(stats: RunStats, context: RunContext) -> Markup:
+def _header(stats: RunStats, context: RunContext) -> list[tuple[str, Cell]]:
     finished = stats.finished_unix
     took = duration_words(finished - stats.started_unix) if finished is not None else "—"
     stopped = (
         STOP_WORDS.get(stats.stop_reason or "", stats.stop_reason) or "nothing (ran to the end)"
     )
     now = context.now.isoformat().replace("+00:00", "Z")
-    rows: list[tuple[str, str | Markup]] = [
-        ("Run id", h("code", context.run_id)),
+    return [
+        ("Run id", Code(context.run_id)),
         ("Mode", context.mode_name),
         ("Started", _when(stats.started_unix)),
         ("Finished", _when(finished)),
@@ -101,15 +127,9 @@ def _header(stats: RunStats, context: RunContext) -> Markup:
         ("Shard", context.shard or "all agents"),
         ("Tool version", f"cartesia-retention {context.version}"),
     ]
-    files = table(
-        (Column("policy file"), Column("sha256")),
-        [(path, h("code", digest)) for path, digest in context.policy_sources],
-        name="policy-files",
-    )
-    return h("section", h("h2", "Run"), facts(rows), h("h3", "Policy files"), files)
 
 
-def _summary(stats: RunStats) -> Markup:
+def _tiles(stats: RunStats) -> list[tuple[str, int]]:
     selected = sum(stats.outcomes.values())
     items = [
         ("agents", stats.agents),
@@ -121,10 +141,7 @@ def _summary(stats: RunStats) -> Markup:
     items += [(_outcome_words(o), stats.outcomes[o]) for o in OUTCOME_ORDER if stats.outcomes[o]]
     if stats.agents_failed:
         items.append(("agents not fully listed", stats.agents_failed))
-    api = (
-        f"API: {stats.requests} requests, {stats.retries} retries, {stats.throttled} answered 429."
-    )
-    return h("section", h("h2", "Summary"), tiles(items), h("p", api))
+    return items
 
 
 def _outcome_words(outcome: str) -> str:
@@ -160,13 +177,13 @@ def _grouped(
     key: str,
     groups: Sequence[tuple[str, Counter[str]]],
     labels: Mapping[str, str] | None = None,
-) -> Markup:
+) -> Figure:
     """A chart of the calls selected per group, and the table of their outcomes."""
     outcomes = _outcome_columns(groups)
     columns = [Column(key), Column("selected", True)] + [
         Column(_outcome_words(o), True) for o in outcomes
     ]
-    rows: list[tuple[str | int, ...]] = [
+    rows: list[tuple[Cell, ...]] = [
         (labels.get(group, group) if labels else group, c.total(), *(c[o] for o in outcomes))
         for group, c in groups
     ]
@@ -178,20 +195,18 @@ def _grouped(
         name=name,
         title=f"{title}: calls selected",
     )
-    return h(
-        "section",
-        h("h2", title),
+    return Figure(
         chart,
-        table(
+        Table(
+            name,
             columns,
             rows,
-            name=name,
             total=("all", total.total(), *(total[o] for o in outcomes)) if groups else None,
         ),
     )
 
 
-def _agents(stats: RunStats) -> Markup:
+def _agents(stats: RunStats) -> Figure:
     groups = _top(stats.by_agent, TOP_AGENTS)
     labels = {agent_id: agent_label(stats, agent_id) for agent_id, _ in groups}
     return _grouped("Outcomes by agent", "agent", "agent", groups, labels)
@@ -206,50 +221,38 @@ def agent_label(stats: RunStats, agent_id: str) -> str:
     return f"{label}, deleted agent" if agent_id in stats.deleted_agents else label
 
 
-def _counts_section(
-    title: str,
-    name: str,
-    header: tuple[str, str],
-    counts: Mapping[str, int],
-    ink: str = "neutral",
-    note: str | None = None,
-) -> Markup:
+def _counts(
+    title: str, name: str, header: tuple[str, str], counts: Mapping[str, int], ink: str = "neutral"
+) -> Figure:
+    """A count by key, largest first; zero counts left out."""
     rows = sorted(((k, n) for k, n in counts.items() if n), key=lambda r: (-r[1], r[0]))
-    return h(
-        "section",
-        h("h2", title),
-        h("p", note) if note and rows else None,
+    return Figure(
         bar_chart(rows, name=name, title=title, ink=ink),
-        table((Column(header[0]), Column(header[1], True)), rows, name=name),
+        Table(name, (Column(header[0]), Column(header[1], True)), rows),
     )
 
 
-def _ages(stats: RunStats) -> Markup:
+def _ages(stats: RunStats) -> Ages:
     labels = [label for _, label in AGE_BUCKETS]
     due = [(label, stats.age_due[label]) for label in labels]
     kept = [(label, stats.age_kept[label]) for label in labels]
     rows = [(label, stats.age_due[label], stats.age_kept[label]) for label in labels]
-    return h(
-        "section",
-        h("h2", "Ages of due and kept calls"),
-        h("p", "A call's age runs from its start (else its end) to the run's reference time."),
-        h("h3", "Due (selected for deletion)"),
+    return Ages(
         bar_chart(due, name="age-due", title="Ages of due calls", ink="due"),
-        h("h3", "Kept"),
         bar_chart(kept, name="age-kept", title="Ages of kept calls", ink="kept"),
-        table(
+        Table(
+            "ages",
             (Column("age"), Column("due", True), Column("kept", True)),
             rows,
-            name="ages",
             total=("all", stats.age_due.total(), stats.age_kept.total()),
         ),
     )
 
 
-def _policies(stats: RunStats, context: RunContext) -> Markup:
+def _policies(stats: RunStats, context: RunContext) -> Figure:
     """Every policy with the calls whose decision cited it; a rule no call cited is dead."""
     ordered = sorted(context.policies, key=lambda p: (-stats.cited[p.name], p.name))
-    rows = []
+    rows: list[tuple[Cell, ...]] = []
     classes: list[str | None] = []
     for policy in ordered:
         cited = stats.cited[policy.name]
@@ -259,7 +262,7 @@ def _policies(stats: RunStats, context: RunContext) -> Markup:
                 f"{policy.kind.value}: {policy.duration_text}",
                 cited,
                 "dead: no call cited it" if cited == 0 else "",
-                h("code", policy.where),
+                Code(policy.where),
                 _annotations(policy),
             )
         )
@@ -275,18 +278,7 @@ def _policies(stats: RunStats, context: RunContext) -> Markup:
     chart = bar_chart(
         [(p.name, stats.cited[p.name]) for p in ordered], name="cited", title="Calls per policy"
     )
-    note = (
-        "Calls whose decision cites the policy: the deletion rule it was credited to "
-        "(due, held or not yet due), or a retention rule holding it. A highlighted rule "
-        "decided no call this run: check its match."
-    )
-    return h(
-        "section",
-        h("h2", "Policies: match counts"),
-        h("p", note),
-        chart,
-        table(columns, rows, name="policies", row_classes=classes),
-    )
+    return Figure(chart, Table("policies", columns, rows, row_classes=classes))
 
 
 def _annotations(policy: Policy) -> str:
@@ -297,10 +289,10 @@ def _annotations(policy: Policy) -> str:
     )
 
 
-def _forecast(stats: RunStats) -> Markup:
+def _forecast(stats: RunStats) -> Figure:
     labels = [label for _, label in FORECAST_BUCKETS]
     ranked = sorted(stats.forecast.items(), key=lambda item: (-item[1].total(), item[0]))
-    rows: list[tuple[str | int, ...]] = [
+    rows: list[tuple[Cell, ...]] = [
         (policy, *(c[label] for label in labels), c.total()) for policy, c in ranked
     ]
     per_bucket: Counter[str] = Counter()
@@ -309,20 +301,17 @@ def _forecast(stats: RunStats) -> Markup:
     columns = (
         [Column("policy")] + [Column(label, True) for label in labels] + [Column("total", True)]
     )
-    return h(
-        "section",
-        h("h2", "Forecast: kept calls becoming due"),
-        h("p", "Calls kept as not yet due, by the rule due first and when it will be."),
+    return Figure(
         bar_chart(
             [(label, per_bucket[label]) for label in labels],
             name="forecast",
             title="Calls becoming due, all policies",
             ink="due",
         ),
-        table(
+        Table(
+            "forecast",
             columns,
             rows,
-            name="forecast",
             total=("all policies", *(per_bucket[label] for label in labels), per_bucket.total())
             if rows
             else None,
@@ -330,12 +319,10 @@ def _forecast(stats: RunStats) -> Markup:
     )
 
 
-def _sweeps(stats: RunStats, context: RunContext) -> Markup | None:
+def _sweeps(stats: RunStats, context: RunContext) -> list[Sweep]:
     """Each sweep (`delete_after: 0d`): what it selected, what became of it, what held."""
     sweeps = [p for p in context.policies if p.kind == Kind.DELETE and p.duration == timedelta(0)]
-    if not sweeps:
-        return None
-    parts: list[Markup | None] = [h("h2", "Sweeps: erasure account")]
+    accounts = []
     for sweep in sweeps:
         outcomes = stats.by_policy.get(sweep.name, Counter[str]())
         held = stats.held_from.get(sweep.name, Counter[str]())
@@ -343,11 +330,12 @@ def _sweeps(stats: RunStats, context: RunContext) -> Markup | None:
         rows += [(_outcome_words(o), outcomes[o]) for o in OUTCOME_ORDER if outcomes[o]]
         rows += [(f"held by {hold}", n) for hold, n in sorted(held.items(), key=lambda i: -i[1])]
         holds = [p for p in context.policies if p.kind == Kind.RETAIN and held[p.name]]
-        parts += [
-            h("h3", f"{sweep.name} ({_annotations(sweep) or 'no annotations'})"),
-            table((Column("calls"), Column("count", True)), rows, name=f"sweep-{sweep.name}"),
-            h("ul", [h("li", overridden_words(sweep, hold, held[hold.name])) for hold in holds])
-            if holds
-            else None,
-        ]
-    return h("section", parts)
+        accounts.append(
+            Sweep(
+                sweep.name,
+                _annotations(sweep),
+                Table(f"sweep-{sweep.name}", (Column("calls"), Column("count", True)), rows),
+                [overridden_words(sweep, hold, held[hold.name]) for hold in holds],
+            )
+        )
+    return accounts
