@@ -57,6 +57,7 @@ def render_run_html(stats: RunStats, context: RunContext) -> str:
         ),
         _forecast(stats),
         _sweeps(stats, context),
+        _plan_applied(stats, context),
     )
 
 
@@ -351,3 +352,29 @@ def _sweeps(stats: RunStats, context: RunContext) -> Markup | None:
             else None,
         ]
     return h("section", parts)
+
+
+def _plan_applied(stats: RunStats, context: RunContext) -> Markup | None:
+    """`apply`: the planned calls not deleted (by reason) and the due calls not planned."""
+    if context.mode_name != "apply":
+        return None
+    rows: list[tuple[str, int]] = [
+        (f"dropped: {reason}", n)
+        for reason, n in sorted(stats.dropped.items(), key=lambda i: (-i[1], i[0]))
+        if n
+    ]
+    rows += [
+        ("dropped (all reasons)", stats.outcomes["dropped"]),
+        ("due now, not in the plan", stats.outcomes["not_in_plan"]),
+    ]
+    return h(
+        "section",
+        h("h2", "Plan applied"),
+        h(
+            "p",
+            "Plan sha256 ",
+            h("code", context.plan_sha256 or "—"),
+            ". Nothing below was deleted.",
+        ),
+        table((Column("calls"), Column("count", True)), rows, name="plan-applied"),
+    )
