@@ -245,11 +245,17 @@ def audit() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True))
 @click.option("--api", "against_api", is_flag=True, help="Also confirm every logged redaction.")
 @click.option("--report", type=click.Path(path_type=Path), help="Write the evidence (.md/.json).")
+@click.option(
+    "--plan",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also prove every deletion of the runs that applied this plan was a call in it.",
+)
 @_evidence_options
 def audit_verify(
     files: tuple[Path, ...],
     against_api: bool,
     report: Path | None,
+    plan: Path | None,
     base_url: str | None,
     api_key_file: Path | None,
     rate: float,
@@ -259,12 +265,12 @@ def audit_verify(
 ) -> int:
     """Check the hash chain and intents of a log: its FILE, with its segments beside it, or a
     directory of segments, or segments and the live file; with --api, re-read each redacted
-    call."""
+    call; with --plan, check each deletion of the plan's apply runs against the plan."""
     from retention.audit.command import api_options, verify_command
 
     options = api_options(base_url, api_key_file, rate, concurrency) if against_api else None
     return verify_command(
-        files, report=report, api=options, public_keys=public_keys, witness=witness
+        files, report=report, api=options, public_keys=public_keys, witness=witness, plan=plan
     )
 
 

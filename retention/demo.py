@@ -1,13 +1,17 @@
 """`retention demo`: the newcomer's tour, on a sandbox in this process.
 
-Starts the sandbox on a free loopback port, dry-runs the shipped example policies,
-runs them for real, reads a few deleted calls back through the API and verifies the
-audit log. No API key, no network. Everything it writes goes to one directory that
+Starts the sandbox on a free loopback port, plans the shipped example policies (a dry
+run that writes the plan to review), applies that plan pinned by its digest, reads a
+few deleted calls back through the API and verifies the audit log against the API and
+the plan. No API key, no network. Everything it writes goes to one directory that
 is kept afterwards (printed at the start), so the user can look at it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,7 +28,10 @@ from retention.api.client import CartesiaClient
 from retention.audit.command import ApiOptions, verify_command
 from retention.audit.html_report import report_command
 from retention.errors import ExitCode, UserError
+from retention.plan.command import DEFAULT_MAX_PLAN_AGE, check_plan, parse_age
+from retention.plan.store import PlanError, PlanWriter, file_sha256, open_plan
 from retention.policy.load import load_policies
+from retention.run.belts import SurgeGuard
 from retention.run.command import RunSettings, run_command
 from retention.run.recovery import api_timestamp
 from retention.sandbox.app import SandboxApp
@@ -98,6 +105,7 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
     audit_log = workdir / "audit.jsonl"
     page = workdir / "run.html"  # the execute run's report, the page to open
     log_page = workdir / "audit-log.html"
+    plan_file = workdir / "tonight.plan"
     echo("retention demo: a tour on a local sandbox API (no API key, no network)")
     echo(f"  files: {workdir}  (kept; delete it when done)")
     echo(f"  policies: {policies}")
@@ -106,24 +114,30 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
         echo(f"[1/5] sandbox   {base_url}: {options.agents} agents, {options.calls} calls")
 
         echo("")
-        echo("[2/5] dry run   retention run --policies ... --report dry-run.json")
-        dry = run_retention(
+        echo("[2/5] plan      retention plan --policies ... --out tonight.plan --report plan.json")
+        made = run_retention(
             base_url=base_url,
             policies=policies,
             now=now,
             execute=False,
             audit_log=audit_log,
-            report=workdir / "dry-run.json",
+            report=workdir / "plan.json",
+            plan_out=plan_file,
+            echo=echo,
         )
         deletes_sent = app.stats.count(DELETE_ROUTE)
-        echo(_summary(dry))
-        echo(f"        DELETE requests sent by the dry run: {deletes_sent}")
-        echo(f"        report: {workdir / 'dry-run.json'}")
-        if dry.exit_code != ExitCode.OK or deletes_sent != 0:
-            return _failed(echo, "the dry run", dry.exit_code)
+        echo(_summary(made))
+        echo(f"        DELETE requests sent by the plan: {deletes_sent}")
+        if made.exit_code != ExitCode.OK or deletes_sent != 0:
+            return _failed(echo, "the plan", made.exit_code)
+        digest = file_sha256(plan_file)
 
         echo("")
-        echo("[3/5] execute   retention run --policies ... --execute --report run.html")
+        echo("        (a person reviews the plan here, then pins its digest)")
+        echo(
+            f"[3/5] apply     retention apply {plan_file.name} --execute "
+            f"--expect-sha256 {digest[:12]}... --report run.html"
+        )
         done = run_retention(
             base_url=base_url,
             policies=policies,
@@ -131,6 +145,7 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
             execute=True,
             audit_log=audit_log,
             report=page,
+            apply=(plan_file, digest),
         )
         deletes_sent = app.stats.count(DELETE_ROUTE)
         echo(_summary(done))
@@ -138,7 +153,7 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
         echo(f"        audit log: {audit_log}")
         echo(f"        report: {page}  (open it in a browser)")
         if done.exit_code != ExitCode.OK:
-            return _failed(echo, "the run", done.exit_code)
+            return _failed(echo, "the apply", done.exit_code)
 
         echo("")
         echo(f"[4/5] check     {CALLS_TO_CHECK} deleted calls, read back through the API")
@@ -147,8 +162,10 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
             return _failed(echo, "the read-back", ExitCode.SOME_FAILED)
 
         echo("")
-        echo(f"[5/5] audit     retention audit verify {audit_log} --api")
-        verified = verify_audit_log(audit_log, base_url)
+        echo(
+            f"[5/5] audit     retention audit verify {audit_log.name} --api --plan {plan_file.name}"
+        )
+        verified = verify_audit_log(audit_log, base_url, plan_file)
         if verified != ExitCode.OK:
             return _failed(echo, "the audit check", verified)
         report_command(audit_log, log_page)
@@ -160,16 +177,27 @@ def run_demo(options: DemoOptions, echo: Echo) -> int:
     echo("")
     echo("Done. Next:")
     echo(f"  retention validate {policies}        # what each policy means")
-    echo(f"  retention audit verify {audit_log}")
+    echo(f"  retention audit verify {audit_log} --plan {plan_file}")
     echo("  retention sandbox --port 8765          # then point --base-url at it")
     return ExitCode.OK
 
 
 def run_retention(
-    *, base_url: str, policies: Path, now: datetime, execute: bool, audit_log: Path, report: Path
+    *,
+    base_url: str,
+    policies: Path,
+    now: datetime,
+    execute: bool,
+    audit_log: Path,
+    report: Path,
+    plan_out: Path | None = None,
+    apply: tuple[Path, str] | None = None,
+    echo: Echo | None = None,
 ) -> RunResult:
-    """One `retention run` through its Python API. The totals come from the JSON report,
-    or for any other report (the HTML page) from the run's own `run_finished` line."""
+    """One `retention run` (or `plan` with `plan_out`, `apply` with (PLAN, its pinned
+    digest)) through its Python API, with the command line's safety belts. The totals
+    come from the JSON report, or for any other report (the HTML page) from the run's
+    own `run_finished` line."""
     settings = RunSettings(
         # The shipped policies/ holds sweeps/, not read by design: no warning in the tour.
         policies=load_policies([policies], ignored=[]),
@@ -181,11 +209,33 @@ def run_retention(
         report=report,
         concurrency=DEMO_CONCURRENCY,
         rate=DEMO_RATE,
+        belts=SurgeGuard(),
+        planner=PlanWriter(plan_out) if plan_out is not None else None,
     )
-    code = run_command(settings)
+    if apply is not None:
+        code = _apply(settings, *apply)
+    else:
+        printed = io.StringIO()  # `plan` prints its file, digest and next step: indented
+        with contextlib.redirect_stdout(printed):
+            code = run_command(settings)
+        for line in printed.getvalue().splitlines():
+            if echo is not None:
+                echo(f"        {line}")
     if report.suffix == ".json":
         return RunResult(code, json.loads(report.read_text(encoding="utf-8")))
     return RunResult(code, totals_from_counts(_last_run_counts(audit_log)))
+
+
+def _apply(settings: RunSettings, plan_path: Path, digest: str) -> int:
+    """`retention apply PLAN --execute --expect-sha256 DIGEST`: its checks, then the run."""
+    plan = open_plan(plan_path)
+    try:
+        if plan.sha256 != digest:
+            raise PlanError("its sha256 is not the digest approved", where=str(plan_path))
+        check_plan(plan, settings, parse_age(DEFAULT_MAX_PLAN_AGE))
+        return run_command(dataclasses.replace(settings, plan=plan))
+    finally:
+        plan.close()
 
 
 def _last_run_counts(audit_log: Path) -> dict[str, Any]:
@@ -225,12 +275,12 @@ def totals_from_counts(counts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def verify_audit_log(audit_log: Path, base_url: str) -> int:
-    """`retention audit verify FILE --api` through its Python API."""
+def verify_audit_log(audit_log: Path, base_url: str, plan: Path | None = None) -> int:
+    """`retention audit verify FILE --api [--plan PLAN]` through its Python API."""
     api = ApiOptions(
         base_url=base_url, api_key=SANDBOX_KEY, rate=DEMO_RATE, concurrency=DEMO_CONCURRENCY
     )
-    return verify_command(audit_log, report=None, api=api)
+    return verify_command(audit_log, report=None, api=api, plan=plan)
 
 
 def _summary(result: RunResult) -> str:

@@ -29,10 +29,12 @@ from retention.audit.evidence import (
     write_report,
 )
 from retention.audit.proof import ApiProof, prove_against_api
-from retention.audit.signing import load_public_keys
+from retention.audit.signing import PublicKey, load_public_keys
 from retention.audit.verify import LogSummary, verify_log
 from retention.errors import ExitCode, UserError
 from retention.log import configure, get_logger
+from retention.plan.proof import PlanProof, prove_plan
+from retention.plan.store import Plan, open_plan
 from retention.run.audit import run_holds_lock
 from retention.run.limiter import RateLimiter
 from retention.run.paths import check_outputs
@@ -108,19 +110,40 @@ def verify_command(
     api: ApiOptions | None,
     public_keys: Sequence[Path] = (),
     witness: Path | None = None,
+    plan: Path | None = None,
 ) -> int:
     """Run the whole command; returns the exit status (UserError for exit 2)."""
     # Never overwrite the log being verified, nor a key.
     paths = [files] if isinstance(files, Path) else list(files)
     for path in paths:
         check_outputs(
-            path, {"--report": report}, keep=[(f"the public key {key}", key) for key in public_keys]
+            path,
+            {"--report": report},
+            keep=[(f"the public key {key}", key) for key in public_keys]
+            + ([(f"the plan {plan}", plan)] if plan is not None else []),
         )
     if report is not None:
         check_report_path(report)
     if api is not None:
         check_base_url(api.base_url)  # refuse a bad URL before reading millions of lines
     keys = load_public_keys(public_keys) if public_keys else None
+    opened = open_plan(plan) if plan is not None else None  # a bad plan: exit 2, first
+    try:
+        code = _verify(paths, report, api, keys, witness, opened)
+    finally:
+        if opened is not None:
+            opened.close()
+    return code
+
+
+def _verify(
+    paths: Sequence[Path],
+    report: Path | None,
+    api: ApiOptions | None,
+    keys: dict[str, PublicKey] | None,
+    witness: Path | None,
+    plan: Plan | None,
+) -> int:
     summary = verify_log(paths, lock_probe=run_holds_lock, keys=keys, witness_dir=witness)
     if summary.run_holds_lock:
         click.echo(f"retention: {LIVE_RUN_NOTE}", err=True)
@@ -130,11 +153,21 @@ def verify_command(
         proof = anyio.run(_prove, paths, summary, api)
     elif api is not None:
         click.echo("api check   skipped: the log itself is broken", err=True)
+    planned: PlanProof | None = None
+    if plan is not None and summary.intact:
+        planned = prove_plan(paths, plan)
+    elif plan is not None:
+        click.echo("plan check  skipped: the log itself is broken", err=True)
     click.echo(summary_text(summary, proof))
+    if planned is not None:
+        click.echo(planned.text())
     if report is not None:
         write_report(report, evidence(summary, proof, made_at=datetime.now(UTC)))
     if summary.problem is not None:
         click.echo(f"retention: audit log broken: {summary.path}: {summary.problem}", err=True)
+        return ExitCode.SOME_FAILED
+    if planned is not None and not planned.holds:
+        click.echo(f"retention: {planned.text().removeprefix('plan check  ')}", err=True)
         return ExitCode.SOME_FAILED
     if proof is None:
         return ExitCode.OK

@@ -186,6 +186,7 @@ def run_command(settings: RunSettings) -> int:
         else "apply"
         if settings.plan is not None
         else None,
+        plan_sha256=settings.plan.sha256 if settings.plan is not None else None,
     )
     try:
         with AuditLog(settings.audit_log) as audit:

@@ -83,6 +83,7 @@ def render_run_html(stats: RunStats, context: RunContext) -> str:
         ),
         forecast=_forecast(stats),
         sweeps=_sweeps(stats, context),
+        plan_applied=_plan_applied(stats, context),
     )
 
 
@@ -339,3 +340,28 @@ def _sweeps(stats: RunStats, context: RunContext) -> list[Sweep]:
             )
         )
     return accounts
+
+
+@dataclass(frozen=True, slots=True)
+class PlanApplied:
+    """`apply`: the plan's digest, and what of it was not deleted."""
+
+    sha256: str
+    table: Table
+
+
+def _plan_applied(stats: RunStats, context: RunContext) -> PlanApplied | None:
+    """`apply`: the planned calls not deleted (by reason) and the due calls not planned."""
+    if context.mode_name != "apply":
+        return None
+    rows: list[tuple[Cell, ...]] = [
+        (f"dropped: {reason}", n)
+        for reason, n in sorted(stats.dropped.items(), key=lambda i: (-i[1], i[0]))
+        if n
+    ]
+    rows += [
+        ("dropped (all reasons)", stats.outcomes["dropped"]),
+        ("due now, not in the plan", stats.outcomes["not_in_plan"]),
+    ]
+    table = Table("plan-applied", (Column("calls"), Column("count", True)), rows)
+    return PlanApplied(context.plan_sha256 or "—", table)

@@ -75,6 +75,18 @@ async def show_progress(
         _log.info("run.progress", **snapshot(stats))
 
 
+def _applied(stats: RunStats) -> bool:
+    """Whether the run had a plan to account for (only `apply` drops or leaves calls)."""
+    return bool(stats.dropped or stats.outcomes["dropped"] or stats.outcomes["not_in_plan"])
+
+
+def _plan_fields(stats: RunStats) -> dict[str, Any]:
+    return {
+        "dropped": dict(sorted(stats.dropped.items())),
+        "not_in_plan": stats.outcomes["not_in_plan"],
+    }
+
+
 def print_summary(stats: RunStats, *, stream: TextIO | None = None) -> None:
     """The final summary: a table on a terminal, else one structured log line."""
     out = stream if stream is not None else sys.stderr
@@ -89,6 +101,7 @@ def print_summary(stats: RunStats, *, stream: TextIO | None = None) -> None:
             skipped=dict(stats.skipped),
             kept=dict(stats.kept),
             by_policy=by_policy,
+            **(_plan_fields(stats) if _applied(stats) else {}),
             **fields,
         )
         return
@@ -104,6 +117,9 @@ def print_summary(stats: RunStats, *, stream: TextIO | None = None) -> None:
         table.add_row(f"kept: {reason}", str(count))
     for reason, count in sorted(stats.skipped.items()):
         table.add_row(f"skipped: {reason}", str(count))
+    # `apply`: why planned calls were not deleted (their total is the `dropped` row).
+    for reason, count in sorted(stats.dropped.items()):
+        table.add_row(f"dropped: {reason}", str(count))
     console.print(table)
     if by_policy:
         policies = Table(title="by policy")

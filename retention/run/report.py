@@ -54,6 +54,8 @@ OUTCOME_ORDER: Final = (
     "not_found",
     "failed",
     "unconfirmed",
+    "dropped",  # `apply`: planned, no longer due (by reason in the report's `plan`)
+    "not_in_plan",  # `apply`: due now, never approved: not deleted
 )
 
 
@@ -84,6 +86,7 @@ class RunContext:
     # The policies, for their annotations and the sweeps' override lines (not per call).
     policies: tuple[Policy, ...] = ()
     mode: Mode | None = None  # None: "dry run" or "execute", from dry_run
+    plan_sha256: str | None = None  # `apply`: the digest of the plan applied
     version: str = __version__
 
     @property
@@ -260,6 +263,18 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
         "skipped": _counts(stats.skipped),
         "api": {"requests": stats.requests, "retries": stats.retries, "throttled": stats.throttled},
         "policies": [_policy_entry(p, stats, context.policies) for p in context.policies],
+        **({"plan": plan_account(stats, context)} if context.mode_name == "apply" else {}),
+    }
+
+
+def plan_account(stats: RunStats, context: RunContext) -> dict[str, Any]:
+    """`apply`: the plan applied, its calls not deleted (`dropped`, by reason) and the
+    calls due now that it did not hold (`not_in_plan`)."""
+    return {
+        "sha256": context.plan_sha256,
+        "dropped": stats.outcomes["dropped"],
+        "dropped_by_reason": _counts(stats.dropped),
+        "not_in_plan": stats.outcomes["not_in_plan"],
     }
 
 
@@ -390,6 +405,7 @@ def render_markdown(totals: Mapping[str, Any]) -> str:
     lines += _table("Skipped", _count_rows(totals["skipped"]), ("reason", "calls"))
     lines += _table("Failed", [("failed", str(t["failed"]))] if t["failed"] else [], ("", "calls"))
     lines += _policies_section(totals.get("policies", []))
+    lines += _plan_section(totals.get("plan"))
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -412,6 +428,23 @@ def _policies_section(policies: Sequence[Mapping[str, Any]]) -> list[str]:
         lines += [f"- {_md_cell(note)}" for note in notes]
         lines.append("")
     return lines
+
+
+def _plan_section(plan: Mapping[str, Any] | None) -> list[str]:
+    """`apply`: the plan applied and what of it was not deleted, and why."""
+    if plan is None:
+        return []
+    lines = [
+        "## Plan applied",
+        "",
+        f"- Plan sha256: `{plan['sha256'] or '-'}`",
+        f"- Planned calls not deleted because no longer due (dropped): {plan['dropped']}",
+        f"- Calls due now but not in the plan, not deleted (not_in_plan): {plan['not_in_plan']}",
+        "",
+    ]
+    return lines + _table(
+        "Dropped, by reason", _count_rows(plan["dropped_by_reason"]), ("reason", "calls")
+    )
 
 
 def _annotation_cell(entry: Mapping[str, Any]) -> str:

@@ -3,9 +3,11 @@ no API key, nothing but loopback."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -32,7 +34,7 @@ def run_demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_tours_dry_run_execute_and_proof(tmp_path: Path) -> None:
+def test_demo_tours_plan_apply_and_proof(tmp_path: Path) -> None:
     done = run_demo(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -41,21 +43,22 @@ def test_demo_tours_dry_run_execute_and_proof(tmp_path: Path) -> None:
 
     for landmark in (
         "[1/5] sandbox",
-        "[2/5] dry run",
-        "[3/5] execute",
+        "[2/5] plan",
+        "[3/5] apply",
         "[4/5] check",
         "[5/5] audit",
     ):
         assert landmark in out
-    assert "DELETE requests sent by the dry run: 0" in out
+    assert "DELETE requests sent by the plan: 0" in out
     assert f"audit log: {audit_log}" in out
     assert out.count("matches the audit log; transcript and summary gone") == 3
     assert "INTACT and CONFIRMED" in out
     assert "Done. Next:" in out
 
-    # The dry run selected what the real run then deleted, one audit line each.
-    dry = json.loads((workdir / "dry-run.json").read_text())
-    events = [json.loads(line)["event"] for line in audit_log.read_text().splitlines()]
+    # The plan selected what the apply then deleted, one audit line each.
+    dry = json.loads((workdir / "plan.json").read_text())
+    lines = [json.loads(line) for line in audit_log.read_text().splitlines()]
+    events = [line["event"] for line in lines]
     sent = re.search(r"DELETE requests sent: (\d+)", out)
     assert sent is not None
     selected = dry["totals"]["selected"]
@@ -64,6 +67,18 @@ def test_demo_tours_dry_run_execute_and_proof(tmp_path: Path) -> None:
     assert int(sent.group(1)) == selected == events.count("deleted")
     assert events.count("delete_requested") == selected
     assert stat.S_IMODE(audit_log.stat().st_mode) == 0o600
+
+    # The plan is the file whose digest was printed, pinned and recorded by the apply,
+    # it holds exactly the calls deleted, and the audit check proved it line by line.
+    plan = workdir / "tonight.plan"
+    digest = hashlib.sha256(plan.read_bytes()).hexdigest()
+    assert f"sha256 {digest}" in out
+    with sqlite3.connect(f"file:{plan}?mode=ro", uri=True) as db:
+        planned = {row[0] for row in db.execute("SELECT call_id FROM calls")}
+    assert planned == {line["call_id"] for line in lines if line["event"] == "deleted"}
+    [applied] = [line for line in lines if line["event"] == "run_started" and "plan" in line]
+    assert applied["plan"]["sha256"] == digest and applied["dry_run"] is False
+    assert f"plan check  {2 * selected} deletion lines of 1 apply run, every call" in out
 
     # The execute run's HTML report is the thing to open; it shows what was deleted.
     page_path = workdir / "run.html"

@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from tests.e2e.support import (
     sandbox,
     workspace,
 )
+from tests.run.htmlpage import Page
 
 __all__ = ["workspace"]
 
@@ -179,19 +181,27 @@ def _patch(url: str, call_id: str, fields: dict[str, object]) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def test_apply_deletes_exactly_the_planned_calls_still_due_and_accounts_for_the_rest(
-    capsys: Run, monkeypatch: pytest.MonkeyPatch, space: Workspace, app: SandboxApp, url: str
-) -> None:
-    plan, digest = make_plan(capsys, monkeypatch, space, url)
-    planned = planned_ids(plan)
-    ordered = sorted(planned)
-    held, redacted, running = ordered[0], ordered[1], ordered[2]
-    # Between plan and apply: a hold is added, one call is redacted by someone else,
-    # and one is no longer terminal (sandbox hooks, as a real API's changes would be).
+@dataclass(frozen=True)
+class Drift:
+    """What changed between plan and apply, and what the apply must then do (by hand)."""
+
+    held: str
+    redacted: str
+    running: str
+    later: datetime
+    deleted: set[str]  # planned and still due
+    not_planned: set[str]  # due at `later`, not in the plan
+    dropped: dict[str, int]
+
+
+def drift(app: SandboxApp, url: str, planned: set[str]) -> Drift:
+    """Between plan and apply: a hold is added, one call is redacted by someone else,
+    and one is no longer terminal (sandbox hooks, as a real API's changes would be);
+    the apply runs ten days later, when more calls are due that nobody planned."""
+    held, redacted, running = sorted(planned)[:3]
     _patch(url, held, {"metadata": {"case_hold": "C-1"}})
     _patch(url, redacted, {"redacted_at": "2026-05-31T00:00:00Z"})
     _patch(url, running, {"status": "in_progress"})
-    # Ten days later, more calls are due that nobody planned.
     later = NOW + timedelta(days=10)
     due_now = {
         call_id
@@ -200,21 +210,38 @@ def test_apply_deletes_exactly_the_planned_calls_still_due_and_accounts_for_the_
     }
     not_planned = due_now - planned
     assert not_planned  # the dataset must give the test something to check
+    return Drift(
+        held,
+        redacted,
+        running,
+        later,
+        deleted=planned & due_now,
+        not_planned=not_planned,
+        dropped={"held by case-hold": 1, "already_redacted": 1, "not_terminal": 1},
+    )
+
+
+def test_apply_deletes_exactly_the_planned_calls_still_due_and_accounts_for_the_rest(
+    capsys: Run, monkeypatch: pytest.MonkeyPatch, space: Workspace, app: SandboxApp, url: str
+) -> None:
+    plan, digest = make_plan(capsys, monkeypatch, space, url)
+    planned = planned_ids(plan)
+    changed = drift(app, url, planned)
 
     done = cli(
         capsys,
         monkeypatch,
         "apply",
         str(plan),
-        *common(space, url, stamp(later)),
+        *common(space, url, stamp(changed.later)),
         "--execute",
         "--expect-sha256",
         digest,
     )
 
     assert done.code == 0, done.err
-    deleted = planned & due_now
-    assert {held, redacted, running}.isdisjoint(deleted)
+    deleted = changed.deleted
+    assert {changed.held, changed.redacted, changed.running}.isdisjoint(deleted)
     assert app.dataset.redacted_ids() == deleted  # (the hook's redaction is not the run's)
     assert deletes_sent(app) == len(deleted)
     lines = read_audit(space.audit_log)
@@ -225,15 +252,73 @@ def test_apply_deletes_exactly_the_planned_calls_still_due_and_accounts_for_the_
     assert finished["event"] == "run_finished"
     outcomes = finished["counts"]["outcomes"]
     assert outcomes["deleted"] == len(deleted)
-    assert outcomes["not_in_plan"] == len(not_planned)
+    assert outcomes["not_in_plan"] == len(changed.not_planned)
     assert outcomes["dropped"] == 3
-    assert finished["counts"]["dropped"] == {
-        "held by case-hold": 1,
-        "already_redacted": 1,
-        "not_terminal": 1,
-    }
+    assert finished["counts"]["dropped"] == changed.dropped
     logged = {line["call_id"] for line in lines if line["event"] == "deleted"}
     assert logged == deleted
+
+
+@pytest.mark.parametrize("suffix", ["json", "md", "html"])
+def test_the_reports_of_an_apply_count_dropped_calls_by_reason_and_calls_not_in_plan(
+    capsys: Run,
+    monkeypatch: pytest.MonkeyPatch,
+    space: Workspace,
+    app: SandboxApp,
+    url: str,
+    suffix: str,
+) -> None:
+    plan, digest = make_plan(capsys, monkeypatch, space, url)
+    changed = drift(app, url, planned_ids(plan))
+    report = space.root / f"apply.{suffix}"
+    done = cli(
+        capsys, monkeypatch, "apply", str(plan), *common(space, url, stamp(changed.later)),
+        "--execute", "--expect-sha256", digest, "--report", str(report),
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    text = report.read_text()
+    missing = len(changed.not_planned)
+    if suffix == "json":
+        account = json.loads(text)["plan"]
+        assert account == {
+            "sha256": digest,
+            "dropped": 3,
+            "dropped_by_reason": dict(sorted(changed.dropped.items())),
+            "not_in_plan": missing,
+        }
+    elif suffix == "md":
+        section = text[text.index("## Plan applied") :]
+        assert f"`{digest}`" in section
+        assert "(dropped): 3\n" in section
+        assert f"(not_in_plan): {missing}\n" in section
+        for reason in changed.dropped:
+            assert f"| {reason} | 1 |" in section
+    else:
+        page = Page(text)
+        rows = page.tables["plan-applied"].column("count")
+        assert rows == {
+            **{f"dropped: {reason}": n for reason, n in changed.dropped.items()},
+            "dropped (all reasons)": 3,
+            "due now, not in the plan": missing,
+        }
+        assert digest in text
+
+
+def test_the_run_summary_of_an_apply_names_each_reason_a_planned_call_was_dropped(
+    capsys: Run, monkeypatch: pytest.MonkeyPatch, space: Workspace, app: SandboxApp, url: str
+) -> None:
+    plan, digest = make_plan(capsys, monkeypatch, space, url)
+    changed = drift(app, url, planned_ids(plan))
+    done = cli(
+        capsys, monkeypatch, "apply", str(plan), *common(space, url, stamp(changed.later)),
+        "--execute", "--expect-sha256", digest,
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    # Not a terminal: the summary is one JSON log line on stderr.
+    logged = [json.loads(line) for line in done.err.splitlines() if line.startswith("{")]
+    (summary,) = [entry for entry in logged if entry["event"] == "run.summary"]
+    assert summary["dropped"] == changed.dropped
+    assert summary["not_in_plan"] == len(changed.not_planned)
 
 
 def test_apply_drops_planned_calls_that_are_gone(

@@ -91,3 +91,24 @@ def test_summary_elsewhere_is_one_log_line_with_counts_by_policy() -> None:
     assert summary["dry_run"] is True
     assert summary["skipped"] == {"zdr": 30}
     json.dumps(summary)  # a log line, so it must serialise
+
+
+def test_the_summary_of_an_apply_has_a_row_per_dropped_reason_and_not_in_plan() -> None:
+    out = Terminal()
+    stats = busy_stats(dry_run=False)
+    stats.exit_code = 0
+    for _ in range(4):
+        stats.record_outcome("eu-30d", "not_in_plan")
+    stats.dropped.update({"held by case-hold": 2, "gone": 1})
+    for _ in range(3):
+        stats.record_outcome("eu-30d", "dropped")
+    print_summary(stats, stream=out)
+    rows = {
+        cells[0]: cells[1]
+        for line in out.text().splitlines()
+        if len(cells := [c.strip() for c in re.split(r"[│┃]", line) if c.strip()]) == 2
+    }
+    assert rows["dropped"] == "3"
+    assert rows["dropped: held by case-hold"] == "2"
+    assert rows["dropped: gone"] == "1"
+    assert rows["not_in_plan"] == "4"
