@@ -22,13 +22,20 @@ __all__ = ["Action", "Decision", "Listed", "Reason", "age_of", "decide"]
 
 
 def decide(
-    policies: PolicySet, call: Call, now: datetime, agent_id: str, agent_name: str | None
+    policies: PolicySet,
+    call: Call,
+    now: datetime,
+    agent_id: str,
+    agent_name: str | None,
+    matches: dict[int, int] | None = None,
 ) -> Decision:
     """Decide one call listed under the agent `agent_id`, whose current name (from
-    GET /agents) is `agent_name` (None or "" when it has none)."""
+    GET /agents) is `agent_name` (None or "" when it has none). With `matches`, the
+    bitmask of the policies the call matches (bit i: `policies.policies[i]`) is counted
+    there, whatever the decision."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    return policies.index.decide(call, now, Listed(agent_id, agent_name or None))
+    return policies.index.decide(call, now, Listed(agent_id, agent_name or None), matches)
 
 
 def age_of(call: Call, now: datetime) -> float | None:

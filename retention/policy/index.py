@@ -330,7 +330,18 @@ class PolicyIndex:
                 mask |= bit
         return mask
 
-    def decide(self, call: Call, now: datetime, listed: Listed) -> Decision:
+    def decide(
+        self, call: Call, now: datetime, listed: Listed, matches: dict[int, int] | None = None
+    ) -> Decision:
+        """The call's decision. With `matches`, the mask of the policies the call matches
+        (whatever the decision, skips included) is counted there: mask -> calls."""
+        if matches is not None:
+            mask = self.mask(call, listed)
+            matches[mask] = matches.get(mask, 0) + 1
+            return self._decide(call, now, listed, mask)
+        return self._decide(call, now, listed, None)
+
+    def _decide(self, call: Call, now: datetime, listed: Listed, mask: int | None) -> Decision:
         # Skip reasons, most fundamental first: identity, status, redaction, ZDR,
         # timestamps, unclear metadata.
         if call.agent_id and call.agent_id != listed.agent_id:
@@ -353,7 +364,8 @@ class PolicyIndex:
             for key in self._held_keys:
                 if is_unclear(metadata.get(key)):
                     return SKIP_UNCLEAR_METADATA
-        mask = self.mask(call, listed)
+        if mask is None:
+            mask = self.mask(call, listed)
         outcomes = self._outcomes.get(mask)
         if outcomes is None:
             outcomes = _Outcomes(self.matching(mask))

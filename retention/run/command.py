@@ -49,7 +49,7 @@ from retention.run.journal import (
 from retention.run.limiter import RateLimiter
 from retention.run.paths import check_outputs
 from retention.run.pipeline import LISTING_TASKS, Pipeline, run_counts
-from retention.run.progress import print_summary, show_progress
+from retention.run.progress import print_summary, show_progress, warn_dead_holds
 from retention.run.recovery import RecoveryIncomplete, recover
 from retention.run.report import Report, RunContext
 from retention.run.rotation import rotate
@@ -256,6 +256,7 @@ def _finish(
                 code = code or ExitCode.SOME_FAILED
                 stats.exit_code = code
         _export_metrics(settings, stats)
+        warn_dead_holds(stats)
         print_summary(stats)
     finally:
         structlog.contextvars.unbind_contextvars("run_id")

@@ -19,7 +19,7 @@ from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
 from retention.run.html import Cell, Chart, Code, Column, Figure, Table, bar_chart, render
 from retention.run.report import OUTCOME_ORDER, RunContext
-from retention.run.stats import AGE_BUCKETS, FORECAST_BUCKETS, RunStats
+from retention.run.stats import AGE_BUCKETS, DEAD_HOLD, FORECAST_BUCKETS, RunStats
 
 TOP_AGENTS: Final = 15
 TOP_REGIONS: Final = 15
@@ -251,33 +251,46 @@ def _ages(stats: RunStats) -> Ages:
 
 
 def _policies(stats: RunStats, context: RunContext) -> Figure:
-    """Every policy with the calls whose decision cited it; a rule no call cited is dead."""
-    ordered = sorted(context.policies, key=lambda p: (-stats.cited[p.name], p.name))
+    """Every policy with the calls it matched (all its conditions held, whatever the
+    decision) and the calls whose decision cited it; a rule that matched no call is dead."""
+    matched = stats.matched_by_policy()
+    ordered = sorted(context.policies, key=lambda p: (-matched.get(p.name, 0), p.name))
     rows: list[tuple[Cell, ...]] = []
     classes: list[str | None] = []
     for policy in ordered:
-        cited = stats.cited[policy.name]
+        count = matched.get(policy.name, 0)
+        dead = ""
+        if count == 0 and stats.scanned:
+            dead = (
+                DEAD_HOLD.format(name=policy.name)
+                if policy.kind == Kind.RETAIN
+                else "dead: matched no call"
+            )
         rows.append(
             (
                 policy.name,
                 f"{policy.kind.value}: {policy.duration_text}",
-                cited,
-                "dead: no call cited it" if cited == 0 else "",
+                count,
+                stats.cited[policy.name],
+                dead,
                 Code(policy.where),
                 _annotations(policy),
             )
         )
-        classes.append("dead" if cited == 0 else None)
+        classes.append("dead" if dead else None)
     columns = (
         Column("policy"),
         Column("rule"),
+        Column("calls matched", True),
         Column("calls citing it", True),
         Column("note"),
         Column("file"),
         Column("annotations"),
     )
     chart = bar_chart(
-        [(p.name, stats.cited[p.name]) for p in ordered], name="cited", title="Calls per policy"
+        [(p.name, matched.get(p.name, 0)) for p in ordered],
+        name="matched",
+        title="Calls matched per policy",
     )
     return Figure(chart, Table("policies", columns, rows, row_classes=classes))
 

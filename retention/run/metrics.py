@@ -245,6 +245,16 @@ def build_registry(
         deleted,
         names,
     )
+    true_matches = stats.matched_by_policy()
+    metric = Gauge(
+        f"{PREFIX}_policy_matched",
+        "Calls the last run found matching the policy (all its conditions held), "
+        "whatever the decision.",
+        (*base_names, "policy"),
+        registry=registry,
+    )
+    for name in sorted(set(extra.policies) | set(true_matches)):
+        metric.labels(*base_values, name).set(true_matches.get(name, 0))
     if extra.audit_bytes is not None:
         gauge(
             "audit_log_bytes", "Size of the audit log when the last run ended.", extra.audit_bytes

@@ -32,12 +32,12 @@ from retention.log import get_logger
 from retention.plan.store import Plan, PlannedCall, PlanWriter
 from retention.policy.decision import Action, Decision, Reason
 from retention.policy.engine import age_of, decide
-from retention.policy.model import PolicySet
+from retention.policy.model import Kind, PolicySet
 from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
 from retention.run.journal import Journal
 from retention.run.recovery import api_timestamp
 from retention.run.report import Report
-from retention.run.stats import RunStats
+from retention.run.stats import MATCH_MASKS, RunStats
 
 _log = get_logger(__name__)
 
@@ -130,6 +130,10 @@ class Pipeline:
         self.planner = planner  # `plan`: every due call is written to the plan file
         self.plan = plan  # `apply`: only planned calls that are still due are deleted
         self.surge_limit = surge_limit  # the surge guard's line (None: off)
+        stats.set_policies(
+            [p.name for p in policies.policies],
+            [p.name for p in policies.policies if p.kind == Kind.RETAIN],
+        )
 
     async def run(self, agents: Sequence[Agent]) -> None:
         agent_send, agent_recv = anyio.create_memory_object_stream[Agent](0)
@@ -207,7 +211,10 @@ class Pipeline:
             stats.skipped[INVALID_ID] += 1
             _log.warning("run.invalid_call_id", agent_id=agent.id, problem=id_problem(call.id))
             return
-        decision = decide(self.policies, call, self.now, agent.id, agent.name or None)
+        masks = stats.match_masks
+        decision = decide(self.policies, call, self.now, agent.id, agent.name or None, masks)
+        if len(masks) >= MATCH_MASKS:
+            stats.fold_matches()
         planned: tuple[int, str] | None = None
         if self.plan is not None:
             planned = self.plan.lookup(call.id)

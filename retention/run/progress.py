@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from retention.log import get_logger
-from retention.run.stats import RunStats
+from retention.run.stats import DEAD_HOLD, RunStats
 
 _log = get_logger(__name__)
 
@@ -87,6 +87,12 @@ def _plan_fields(stats: RunStats) -> dict[str, Any]:
     }
 
 
+def warn_dead_holds(stats: RunStats) -> None:
+    """A warning line per retention rule that matched no call in a run that scanned calls."""
+    for name in stats.dead_holds():
+        _log.warning("run.dead_hold", policy=name, message=DEAD_HOLD.format(name=name))
+
+
 def print_summary(stats: RunStats, *, stream: TextIO | None = None) -> None:
     """The final summary: a table on a terminal, else one structured log line."""
     out = stream if stream is not None else sys.stderr
@@ -101,6 +107,8 @@ def print_summary(stats: RunStats, *, stream: TextIO | None = None) -> None:
             skipped=dict(stats.skipped),
             kept=dict(stats.kept),
             by_policy=by_policy,
+            matched_by_policy=stats.matched_by_policy(),
+            dead_holds=stats.dead_holds(),
             **(_plan_fields(stats) if _applied(stats) else {}),
             **fields,
         )
@@ -130,6 +138,16 @@ def print_summary(stats: RunStats, *, stream: TextIO | None = None) -> None:
         for name, counts in by_policy.items():
             policies.add_row(name, *(str(counts.get(o, 0)) for o in outcomes))
         console.print(policies)
+    matched = stats.matched_by_policy()
+    if matched:
+        table = Table(title="calls matched, by policy")
+        table.add_column("policy")
+        table.add_column("calls matched", justify="right")
+        for name, count in matched.items():
+            table.add_row(name, str(count))
+        console.print(table)
+    for name in stats.dead_holds():
+        console.print(f"warning: {DEAD_HOLD.format(name=name)}")
     console.print(
         f"{fields['deletions_per_second']} deletions/s over {fields['elapsed_seconds']} s; "
         f"{fields['requests']} requests, {fields['retries']} retries, "

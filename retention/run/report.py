@@ -24,7 +24,7 @@ from retention.api.models import Call
 from retention.errors import UserError
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
-from retention.run.stats import RunStats
+from retention.run.stats import DEAD_HOLD, RunStats
 
 ReportFormat = Literal["csv", "json", "md", "html"]
 # What the run was: `plan` and `apply` are the two halves of a reviewed deletion.
@@ -263,6 +263,9 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
         "skipped": _counts(stats.skipped),
         "api": {"requests": stats.requests, "retries": stats.retries, "throttled": stats.throttled},
         "policies": [_policy_entry(p, stats, context.policies) for p in context.policies],
+        # Calls each policy matched (all its conditions held), whatever the decision.
+        "matched_by_policy": stats.matched_by_policy(),
+        "dead_holds": stats.dead_holds(),
         **({"plan": plan_account(stats, context)} if context.mode_name == "apply" else {}),
     }
 
@@ -404,6 +407,7 @@ def render_markdown(totals: Mapping[str, Any]) -> str:
     )
     lines += _table("Skipped", _count_rows(totals["skipped"]), ("reason", "calls"))
     lines += _table("Failed", [("failed", str(t["failed"]))] if t["failed"] else [], ("", "calls"))
+    lines += _matched_section(totals.get("matched_by_policy", {}), totals.get("dead_holds", []))
     lines += _policies_section(totals.get("policies", []))
     lines += _plan_section(totals.get("plan"))
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -411,6 +415,15 @@ def render_markdown(totals: Mapping[str, Any]) -> str:
 
 def _count_rows(counts: Mapping[str, int]) -> list[tuple[str, ...]]:
     return [(k, str(n)) for k, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def _matched_section(matched: Mapping[str, int], dead_holds: Sequence[str]) -> list[str]:
+    """Calls each policy matched; a retention rule that matched none is called out."""
+    rows: list[tuple[str, ...]] = [
+        (name, str(calls), DEAD_HOLD.format(name=name) if name in dead_holds else "")
+        for name, calls in sorted(matched.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    return _table("Calls matched, by policy", rows, ("policy", "calls matched", "note"))
 
 
 def _policies_section(policies: Sequence[Mapping[str, Any]]) -> list[str]:

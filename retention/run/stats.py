@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -33,6 +34,8 @@ FORECAST_BUCKETS: Final = (
     (365.0, "in 90 days to 1 year"),
     (math.inf, "in 1 year or more"),
 )
+DEAD_HOLD: Final = "hold {name} matched no call: check its conditions"
+MATCH_MASKS: Final = 8192  # distinct match masks held before folding them by name
 MAX_CAUSES: Final = 20  # distinct failure causes kept; any further one counts as "other"
 OTHER_CAUSE: Final = "other"
 
@@ -91,6 +94,45 @@ class RunStats:
     # policy -> calls whose decision cites it (credited or holding); 0: a dead rule this run
     cited: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)  # cause -> count: MAX_CAUSES, "other"
+    # Calls matched per policy (all its conditions hold, whatever the decision), counted
+    # cheaply per call as mask -> calls (bit i: policy_names[i]), folded into `matched`
+    # by policy name whenever MATCH_MASKS masks are held: bounded by policies.
+    policy_names: tuple[str, ...] = ()
+    retention_rules: frozenset[str] = frozenset()  # for the dead-hold warnings
+    match_masks: dict[int, int] = field(default_factory=dict)
+    matched: Counter[str] = field(default_factory=Counter)
+
+    def set_policies(self, names: Sequence[str], retention_rules: Iterable[str]) -> None:
+        """The loaded policies, in the order of their bits in a match mask."""
+        self.fold_matches()
+        self.policy_names = tuple(names)
+        self.retention_rules = frozenset(retention_rules)
+
+    def fold_matches(self) -> None:
+        """Expands the masks counted so far into `matched`, by policy name."""
+        names = self.policy_names
+        for mask, calls in self.match_masks.items():
+            bit = 0
+            while mask:
+                if mask & 1:
+                    self.matched[names[bit]] += calls
+                mask >>= 1
+                bit += 1
+        self.match_masks.clear()
+
+    def matched_by_policy(self) -> dict[str, int]:
+        """Every loaded policy (and any other counted) -> calls it matched this run."""
+        self.fold_matches()
+        counts = dict.fromkeys(self.policy_names, 0)
+        counts.update(self.matched)
+        return dict(sorted(counts.items()))
+
+    def dead_holds(self) -> list[str]:
+        """Retention rules that matched no call, in a run that scanned calls."""
+        if not self.scanned:
+            return []
+        matched = self.matched_by_policy()
+        return sorted(name for name in self.retention_rules if not matched.get(name))
 
     def record_failure(self, cause: str) -> None:
         """A deletion or a listing failed: counted by cause, at most MAX_CAUSES causes."""

@@ -87,8 +87,14 @@ class ByHand:
         self.held = 0
         self.not_yet_due = 0
         self.due: set[str] = set()
+        # Calls each policy matches, whatever the decision: old-30d has no condition, so
+        # every call; billing-hold any call whose agent's name (listed or its own) is billing*.
+        self.billing_matched = 0
         for call in dataset.iter_all_calls(transcripts=False):
             self.scanned += 1
+            own, listed = call.agent_name or "", names[call.agent_id]
+            if fnmatchcase(own, "billing*") or fnmatchcase(listed, "billing*"):
+                self.billing_matched += 1
             origin = call.start_time or call.end_time
             if call.status not in TERMINAL_STATUSES or call.redacted_at or call.zdr_enabled:
                 continue
@@ -183,6 +189,9 @@ def test_the_dry_runs_numbers_equal_the_datasets_counted_by_hand(
         "billing-hold": hand.held,
         "nowhere": 0,
     }
+    matched = doc.tables["policies"].column("calls matched")
+    assert matched == {"old-30d": hand.scanned, "billing-hold": hand.billing_matched, "nowhere": 0}
+    assert hand.billing_matched > hand.held  # skipped and not-yet-due billing calls count too
     skipped = sum(doc.tables["skipped"].column("calls").values())
     assert skipped == hand.scanned - len(hand.due) - hand.held - hand.not_yet_due
 
@@ -194,19 +203,19 @@ def test_every_number_in_a_chart_is_in_a_table(page: tuple[Page, str]) -> None:
         assert doc.chart(name) == doc.tables[name].column(column), name
     assert doc.chart("age-due") == doc.tables["ages"].column("due")
     assert doc.chart("age-kept") == doc.tables["ages"].column("kept")
-    assert doc.chart("cited") == doc.tables["policies"].column("calls citing it")
+    assert doc.chart("matched") == doc.tables["policies"].column("calls matched")
     forecast = doc.tables["forecast"]
     assert forecast.total is not None
     totals = dict(zip(forecast.header[1:-1], map(int, forecast.total[1:-1]), strict=True))
     assert doc.chart("forecast") == totals
-    assert set(doc.charts) <= {*doc.tables, "age-due", "age-kept", "cited"}
+    assert set(doc.charts) <= {*doc.tables, "age-due", "age-kept", "matched"}
 
 
 def test_a_dead_rule_is_highlighted_in_words_too(page: tuple[Page, str]) -> None:
     doc, text = page
     rows = {row[0]: row for row in doc.tables["policies"].rows}
-    assert rows["nowhere"][3] == "dead: no call cited it"
-    assert rows["old-30d"][3] == ""
+    assert rows["nowhere"][4] == "dead: matched no call"
+    assert rows["old-30d"][4] == "" and rows["billing-hold"][4] == ""
     assert re.search(r'<tr class="dead"><td>nowhere</td>', text)
 
 
