@@ -52,6 +52,12 @@ class _EnvOption(click.Option):
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+def _env_option(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    """`click.option` for an option that may also come from its `envvar`."""
+    return click.option(*decls, cls=_EnvOption, **attrs)
+
+
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  finished, nothing failed
@@ -71,14 +77,13 @@ _RATE = _FiniteFloat(min=0, min_open=True)
 _base_url_option = click.option(
     "--base-url", help="API base URL [CARTESIA_BASE_URL, else https://api.cartesia.ai]."
 )
-_api_key_file_option = click.option(
+_api_key_file_option = _env_option(
     "--api-key-file",
     type=click.Path(path_type=Path),
     envvar="CARTESIA_API_KEY_FILE",
-    cls=_EnvOption,
     help="File holding the API key (a mounted secret) [else CARTESIA_API_KEY].",
 )
-_policies_option = click.option(
+_policies_option = _env_option(
     "--policies",
     "policy_paths",
     multiple=True,
@@ -86,7 +91,6 @@ _policies_option = click.option(
     default=[Path("policies")],
     show_default=True,
     envvar="RETENTION_POLICIES",
-    cls=_EnvOption,
     help="Policy file or directory; repeatable. RETENTION_POLICIES takes several, separated"
     " by ':' (e.g. policies:/etc/retention/holds.yaml).",
 )
@@ -94,25 +98,23 @@ _now_option = click.option("--now", help="RFC 3339 instant ages are measured fro
 
 
 def _concurrency_option(help_text: str) -> Callable[[F], F]:
-    return click.option(
+    return _env_option(
         "--concurrency",
         type=click.IntRange(1, 1024),
         default=32,
         show_default=True,
         envvar="RETENTION_CONCURRENCY",
-        cls=_EnvOption,
         help=help_text,
     )
 
 
 def _rate_option(help_text: str) -> Callable[[F], F]:
-    return click.option(
+    return _env_option(
         "--rate",
         type=_RATE,
         default=400.0,
         show_default=True,
         envvar="RETENTION_RATE",
-        cls=_EnvOption,
         help=help_text,
     )
 
@@ -330,16 +332,14 @@ def audit_report(file: Path, html_out: Path) -> int:
 
 @audit.command("rotate")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
+@_env_option(
     "--signing-key",
-    cls=_EnvOption,
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="RETENTION_SIGNING_KEY",
     help="End the segment on a checkpoint signed with this key (needed for a signed log).",
 )
-@click.option(
+@_env_option(
     "--witness",
-    cls=_EnvOption,
     type=click.Path(path_type=Path, file_okay=False),
     envvar="RETENTION_WITNESS",
     help="Also keep that checkpoint in this directory (needs --signing-key).",
@@ -367,133 +367,117 @@ def audit_keygen(key_file: Path) -> int:
 @cli.command(epilog=EXIT_CODES_HELP)
 @_policies_option
 @click.option("--execute", is_flag=True, help="Really delete. Without it: a dry run, no DELETE.")
-@click.option(
+@_env_option(
     "--audit-log",
     type=click.Path(path_type=Path, dir_okay=False),
     default=Path("retention-audit.jsonl"),
     show_default=True,
     envvar="RETENTION_AUDIT_LOG",
-    cls=_EnvOption,
     help="Append-only JSONL audit log (created mode 0600).",
 )
-@click.option(
+@_env_option(
     "--report",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="RETENTION_REPORT",
-    cls=_EnvOption,
     help="Write a report: .csv (one row per call selected), .json or .md (totals).",
 )
 @_base_url_option
 @_api_key_file_option
 @_concurrency_option("Requests in flight at most.")
 @_rate_option("Requests per second at most (halved on each burst of 429s, then recovers).")
-@click.option(
+@_env_option(
     "--max-deletes",
     type=click.IntRange(min=0),
     envvar="RETENTION_MAX_DELETES",
-    cls=_EnvOption,
     help="Stop cleanly after this many DELETE requests (exit 3).",
 )
 @_now_option
-@click.option(
+@_env_option(
     "--grace-period",
     type=_FiniteFloat(min=0),
     default=20.0,
     show_default=True,
     envvar="RETENTION_GRACE_PERIOD",
-    cls=_EnvOption,
     help="Seconds in-flight requests get after SIGTERM/SIGINT.",
 )
-@click.option(
+@_env_option(
     "--progress-interval",
     type=_FiniteFloat(min=0.1),
     default=10.0,
     show_default=True,
     envvar="RETENTION_PROGRESS_INTERVAL",
-    cls=_EnvOption,
     help="Seconds between progress log lines when stderr is not a terminal.",
 )
-@click.option(
+@_env_option(
     "--timeout",
     type=_FiniteFloat(min=0, min_open=True),
     default=30.0,
     show_default=True,
     envvar="RETENTION_TIMEOUT",
-    cls=_EnvOption,
     help="Seconds to wait for each API answer before retrying it.",
 )
-@click.option(
+@_env_option(
     "--shard",
     envvar="RETENTION_SHARD",
-    cls=_EnvOption,
     help="Only shard I of N (0-based), e.g. 0/4.",
 )
-@click.option(
+@_env_option(
     "--shard-count",
     type=click.IntRange(min=1),
     envvar="RETENTION_SHARD_COUNT",
-    cls=_EnvOption,
     help="N shards, this one's index from JOB_COMPLETION_INDEX (Indexed Job).",
 )
-@click.option(
+@_env_option(
     "--pushgateway",
     envvar="RETENTION_PUSHGATEWAY",
-    cls=_EnvOption,
     help="Push metrics to this URL.",
 )
-@click.option(
+@_env_option(
     "--metrics-file",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="RETENTION_METRICS_FILE",
-    cls=_EnvOption,
     help="Write metrics for node_exporter's textfile collector.",
 )
-@click.option(
+@_env_option(
     "--signing-key",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="RETENTION_SIGNING_KEY",
-    cls=_EnvOption,
     help="Ed25519 private key (0600): append signed checkpoints (see `audit keygen`).",
 )
-@click.option(
+@_env_option(
     "--witness",
     type=click.Path(path_type=Path, file_okay=False),
     envvar="RETENTION_WITNESS",
-    cls=_EnvOption,
     help="Directory that also keeps each checkpoint as its own file (needs --signing-key).",
 )
-@click.option(
+@_env_option(
     "--rotate-bytes",
-    cls=_EnvOption,
     type=click.IntRange(min=1),
     envvar="RETENTION_ROTATE_BYTES",
     help="At the run's end, close the audit log as a gzip segment once it holds this many bytes.",
 )
-@click.option(
+@_env_option(
     "--surge-guard/--no-surge-guard",
     default=True,
     show_default=True,
     envvar="RETENTION_SURGE_GUARD",
-    cls=_EnvOption,
     help="Stop (exit 3) before deleting more than max(--surge-floor, --surge-factor x the"
     " median of the latest execute runs in the audit log).",
 )
-@click.option(
+@_env_option(
     "--surge-floor",
     type=click.IntRange(min=0),
     default=1000,
     show_default=True,
     envvar="RETENTION_SURGE_FLOOR",
-    cls=_EnvOption,
     help="The surge guard never stops a run below this many deletions.",
 )
-@click.option(
+@_env_option(
     "--surge-factor",
     type=_FiniteFloat(min=1.0),
     default=3.0,
     show_default=True,
     envvar="RETENTION_SURGE_FACTOR",
-    cls=_EnvOption,
     help="The surge guard's multiple of the median of recent runs' deletions.",
 )
 def run(**flags: Any) -> int:
@@ -554,18 +538,16 @@ plan.params.extend(_run_options(*_RUN_SHARED))
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
+@_env_option(
     "--expect-sha256",
     envvar="RETENTION_EXPECT_SHA256",
-    cls=_EnvOption,
     help="The digest `plan` printed: refuse any other file (exit 2).",
 )
-@click.option(
+@_env_option(
     "--max-plan-age",
     default="7d",
     show_default=True,
     envvar="RETENTION_MAX_PLAN_AGE",
-    cls=_EnvOption,
     help="Refuse a plan older than this (e.g. 36h, 7d, 2w).",
 )
 def apply(plan_path: Path, expect_sha256: str | None, max_plan_age: str, **flags: Any) -> int:
