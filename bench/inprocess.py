@@ -61,10 +61,8 @@ def audit_verify(sizes: Sizes, tmp: Path) -> Figure:
         written = synthesize(path, n)
         work = tmp / f"verify-{n}"
         work.mkdir(parents=True, exist_ok=True)
-        run = measure(retention_argv("audit", "verify", str(path)), workdir=work)
-        if run.exit_code != 0:
-            raise RuntimeError(f"audit verify exited {run.exit_code}: {run.stderr.strip()[-300:]}")
-        peaks.append((written, run.max_rss_mb, run.wall_s))
+        rss_mb, wall_s = _verify(path, work)
+        peaks.append((written, rss_mb, wall_s))
         path.unlink()
     (small, small_mb, _), (large, large_mb, large_s) = peaks
     ratio = large_mb / small_mb
@@ -80,6 +78,14 @@ def audit_verify(sizes: Sizes, tmp: Path) -> Figure:
             f"{large_s:.1f} s ({large / large_s:,.0f} lines/s)"
         ),
     )
+
+
+def _verify(log: Path, work: Path) -> tuple[float, float]:
+    """`retention audit verify LOG` in a child process: its peak RSS (MB) and wall time."""
+    run = measure(retention_argv("audit", "verify", str(log)), workdir=work)
+    if run.exit_code != 0:
+        raise RuntimeError(f"audit verify exited {run.exit_code}: {run.stderr.strip()[-300:]}")
+    return run.max_rss_mb, run.wall_s
 
 
 def _split_into_segments(whole: Path, live: Path, segments: int) -> int:
@@ -110,10 +116,8 @@ def audit_verify_segments(sizes: Sizes, tmp: Path) -> Figure:
         raw = whole.stat().st_size
         _split_into_segments(whole, live, 10)
         stored = sum(p.stat().st_size for p in work.iterdir())
-        run = measure(retention_argv("audit", "verify", str(live)), workdir=work)
-        if run.exit_code != 0:
-            raise RuntimeError(f"audit verify exited {run.exit_code}: {run.stderr.strip()[-300:]}")
-        peaks.append((written, run.max_rss_mb, run.wall_s, raw // max(stored, 1)))
+        rss_mb, wall_s = _verify(live, work)
+        peaks.append((written, rss_mb, wall_s, raw // max(stored, 1)))
         shutil.rmtree(work)
     (small, small_mb, _, _), (large, large_mb, large_s, ratio_gz) = peaks
     ratio = large_mb / small_mb
