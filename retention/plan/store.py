@@ -257,6 +257,10 @@ def open_plan(path: Path) -> Plan:
             )
         (total,) = db.execute("SELECT count(*) FROM calls").fetchone()
         (top,) = db.execute("SELECT coalesce(max(rowid), 0) FROM calls").fetchone()
+        if top != total:  # the writer numbers calls 1..n; the seen-bitmap is sized by it
+            raise PlanError(
+                "its calls are not numbered 1..n: not a plan this tool wrote", where=where
+            )
     except PlanError:
         db.close()
         raise
@@ -266,4 +270,4 @@ def open_plan(path: Path) -> Plan:
             f"not a readable plan ({type(err).__name__}): damaged or not a plan file",
             where=where,
         ) from None
-    return Plan(path, sha, header, int(total), db, bytearray((int(top) + 7) // 8))
+    return Plan(path, sha, header, int(total), db, bytearray((int(total) + 7) // 8))

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from retention.cli import main
+from retention.plan.store import DIGEST_KEY, content_digest
 from retention.sandbox import SandboxApp
 from tests.e2e.support import (
     API_KEY,
@@ -391,6 +392,23 @@ def test_a_tampered_plan_is_refused_by_its_own_digest(
 
     assert done.code == 2
     assert "changed after it was written" in done.err
+    assert deletes_sent(app) == 0
+
+
+def test_a_plan_with_a_forged_digest_and_huge_row_numbers_is_refused(
+    capsys: Run, monkeypatch: pytest.MonkeyPatch, space: Workspace, app: SandboxApp, url: str
+) -> None:
+    """Whoever can write a plan can also recompute its content digest: the numbering of
+    its rows is checked too, so a crafted row number cannot size memory (the seen-bitmap)."""
+    plan, _ = make_plan(capsys, monkeypatch, space, url)
+    plan.chmod(0o644)
+    with sqlite3.connect(plan) as db:
+        db.execute("UPDATE calls SET rowid = 1000000000000000 WHERE rowid = 1")
+        db.execute("DELETE FROM header WHERE key = ?", (DIGEST_KEY,))
+        db.execute("INSERT INTO header VALUES (?, ?)", (DIGEST_KEY, json.dumps(content_digest(db))))
+    done = apply(capsys, monkeypatch, space, url, plan, "--execute")
+    assert done.code == 2
+    assert "not numbered 1..n" in done.err
     assert deletes_sent(app) == 0
 
 
