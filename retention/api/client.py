@@ -84,7 +84,7 @@ _log = get_logger(__name__)
 
 
 class Gate(Protocol):
-    """Admission control shared by every request (implemented by run.limiter.RateLimiter)."""
+    """Admission control shared by every request (implemented by api.limiter.RateLimiter)."""
 
     def slot(self) -> AbstractAsyncContextManager[None]:
         """Wait for a rate token and an in-flight place; hold the place while inside."""

@@ -23,6 +23,7 @@ import click
 
 from retention import __version__
 from retention.api.client import CartesiaClient, check_base_url
+from retention.api.limiter import RateLimiter
 from retention.audit.certificate import OPEN_INTENTS_LISTED, SweepFacts, read_sweep
 from retention.audit.certificate_doc import WRITERS, DocumentWriter, writer_for
 from retention.audit.command import ApiOptions, CredentialsRefused
@@ -30,10 +31,9 @@ from retention.audit.erasure_check import ErasureCheck, check_erasures
 from retention.audit.evidence import iso, verdict_line
 from retention.audit.signing import load_public_keys
 from retention.audit.verify import LogSummary, verify_log
+from retention.audit.writer import run_holds_lock
 from retention.errors import ExitCode, UserError
 from retention.log import configure
-from retention.run.audit import run_holds_lock
-from retention.run.limiter import RateLimiter
 from retention.run.paths import check_outputs
 
 FLAG: Final = "--out"

@@ -20,6 +20,7 @@ import anyio
 import click
 
 from retention.api.client import CartesiaClient, check_base_url
+from retention.api.limiter import RateLimiter
 from retention.audit.evidence import (
     LIVE_RUN_NOTE,
     check_report_path,
@@ -31,12 +32,11 @@ from retention.audit.evidence import (
 from retention.audit.proof import ApiProof, prove_against_api
 from retention.audit.signing import PublicKey, load_public_keys
 from retention.audit.verify import LogSummary, verify_log
+from retention.audit.writer import run_holds_lock
 from retention.errors import ExitCode, UserError
 from retention.log import configure, get_logger
 from retention.plan.proof import PlanProof, prove_plan
 from retention.plan.store import Plan, open_plan
-from retention.run.audit import run_holds_lock
-from retention.run.limiter import RateLimiter
 from retention.run.paths import check_outputs
 from retention.settings import resolve_api_key, resolve_base_url
 

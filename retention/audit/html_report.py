@@ -28,8 +28,8 @@ from retention import __version__
 from retention.audit.chain import OUTCOME_EVENTS
 from retention.audit.reader import LineFormatError, parse_line
 from retention.audit.segments import iter_log_lines, log_files
+from retention.audit.writer import run_holds_lock
 from retention.errors import UserError
-from retention.run.audit import run_holds_lock
 from retention.run.html import Cell, Code, Column, Figure, Table, bar_chart, render
 from retention.run.html_report import STOP_WORDS
 from retention.run.paths import check_outputs

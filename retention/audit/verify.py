@@ -597,7 +597,7 @@ def verify_log(
     `paths` is the live file (its segments beside it come along), or any mix of
     directories, segments and the live file (`segments.log_files`): they are read in
     chain order as one log. `lock_probe(path)` tells whether a run holds the live
-    file's lock (the command passes `retention.run.audit.run_holds_lock`); it is asked
+    file's lock (the command passes `retention.audit.writer.run_holds_lock`); it is asked
     before reading, and after if the end of the file needs it. The default says no run
     ever does. A rotation while the files are read changes the list of files: then
     they are read again.

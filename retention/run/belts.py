@@ -24,8 +24,8 @@ from typing import Final
 
 from retention.audit.reader import iter_lines
 from retention.audit.segments import GZIP_ERRORS, open_lines, segments_beside
+from retention.audit.writer import HISTORY_RUNS, AuditLog, deleted_count
 from retention.errors import UserError
-from retention.run.audit import HISTORY_RUNS, AuditLog, deleted_count
 
 DEFAULT_SURGE_FLOOR: Final = 1000
 DEFAULT_SURGE_FACTOR: Final = 3.0

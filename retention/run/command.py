@@ -29,15 +29,16 @@ from retention.api.client import (
     request_timeout,
 )
 from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
+from retention.api.limiter import RateLimiter
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
 from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
+from retention.audit.writer import AuditLog, AuditWriteError
 from retention.errors import ExitCode, UserError
 from retention.log import configure, get_logger
 from retention.plan.store import Plan, PlanWriter
 from retention.policy.model import PolicySet
-from retention.run.audit import AuditLog, AuditWriteError
 from retention.run.belts import SurgeGuard, belt_limit
 from retention.run.control import STOP_EXIT_CODES, RunControl, RunGate, RunStopped, StopReason
 from retention.run.journal import (
@@ -46,7 +47,6 @@ from retention.run.journal import (
     Checkpoints,
     Journal,
 )
-from retention.run.limiter import RateLimiter
 from retention.run.paths import check_outputs
 from retention.run.pipeline import LISTING_TASKS, Pipeline, run_counts
 from retention.run.progress import print_summary, show_progress, warn_dead_holds

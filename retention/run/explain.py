@@ -25,13 +25,13 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from retention.api.client import CartesiaClient, check_base_url
 from retention.api.errors import ApiError, AuthError, NotFound
+from retention.api.limiter import RateLimiter
 from retention.errors import ExitCode, UserError
 from retention.policy.load import ignored_message, load_policies
 from retention.policy.match import Listed
 from retention.policy.model import PolicySet
 from retention.policy.rows import ROW_DECISIONS, ExplainRow, call_row
 from retention.run.idfile import IdFile, IdLine
-from retention.run.limiter import RateLimiter
 from retention.settings import parse_now, resolve_api_key, resolve_base_url
 
 OutputFormat = Literal["table", "csv"]

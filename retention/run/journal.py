@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
-from retention.run.audit import AuditLog, AuditWriteError, utc_timestamp
+from retention.audit.writer import AuditLog, AuditWriteError, utc_timestamp
 
 MAX_BATCH: Final = 512
 CHECKPOINT_EVERY_LINES: Final = 10_000

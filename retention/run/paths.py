@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from retention.audit.segments import state_path
+from retention.audit.writer import lock_path, resolve_log, torn_path
 from retention.errors import UserError
-from retention.run.audit import lock_path, resolve_log, torn_path
 
 
 class OutputPathError(UserError):

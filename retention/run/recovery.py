@@ -26,8 +26,8 @@ import msgspec
 from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
 from retention.api.ids import is_valid_id
+from retention.audit.writer import OpenIntent
 from retention.log import get_logger
-from retention.run.audit import OpenIntent
 from retention.run.control import RunStopped
 from retention.run.journal import Journal
 from retention.run.stats import RunStats

@@ -45,7 +45,7 @@ from retention.log import get_logger
 if TYPE_CHECKING:
     from retention.audit.signing import Signer
     from retention.audit.witness import Witness
-    from retention.run.audit import AuditLog
+    from retention.audit.writer import AuditLog
 
 _log = get_logger(__name__)
 
@@ -257,7 +257,7 @@ def rotate(
 ) -> Rotated | None:
     """Close the live file as the next segment (None when it holds no line)."""
     from retention.audit.signing import CHECKPOINT_EVENT
-    from retention.run.audit import utc_timestamp
+    from retention.audit.writer import utc_timestamp
 
     if log.fd is None or os.fstat(log.fd).st_size == 0:
         return None
@@ -305,8 +305,8 @@ def rotate_command(path: Path, *, signing_key: Path | None, witness_dir: Path | 
     from retention.audit.reader import AuditFileError
     from retention.audit.signing import load_signer
     from retention.audit.witness import Witness, WitnessError, WitnessWriteError, check_witness_dir
+    from retention.audit.writer import AuditLog
     from retention.log import configure
-    from retention.run.audit import AuditLog
 
     if witness_dir is not None and signing_key is None:
         raise WitnessError(

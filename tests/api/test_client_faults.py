@@ -8,8 +8,8 @@ import structlog
 
 from retention.api.client import WHOLE_REQUEST_TIMEOUT, CartesiaClient
 from retention.api.errors import AuthError, RetriesExhausted, TransportFailure, Unavailable
+from retention.api.limiter import RateLimiter
 from retention.api.retry import RetryPolicy
-from retention.run.limiter import RateLimiter
 from retention.sandbox import Behaviour, Dataset, Faults, SandboxApp, serve_in_thread
 from tests.api.conftest import FAST_RETRY, SANDBOX_KEY, in_process, server_errors, status_count
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from retention.run.limiter import RateLimiter
+from retention.api.limiter import RateLimiter
 
 pytestmark = pytest.mark.anyio
 

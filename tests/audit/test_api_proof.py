@@ -17,12 +17,12 @@ import httpx
 import pytest
 
 from retention.api.client import CartesiaClient
+from retention.api.limiter import RateLimiter
 from retention.api.retry import RetryPolicy
 from retention.audit.proof import ApiProof, prove_against_api
 from retention.audit.synth import ChainWriter
 from retention.audit.verify import verify_log
 from retention.cli import main
-from retention.run.limiter import RateLimiter
 from retention.sandbox.app import SandboxApp
 from retention.sandbox.data import Dataset, DatasetSpec
 from retention.sandbox.faults import Faults

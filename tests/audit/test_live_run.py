@@ -22,9 +22,9 @@ import pytest
 
 from retention.audit.evidence import LIVE_RUN_NOTE
 from retention.audit.verify import verify_log
+from retention.audit.writer import AuditLog
 from retention.cli import main
 from retention.errors import ExitCode
-from retention.run.audit import AuditLog
 from tests.e2e.support import (
     API_KEY,
     NOW_TEXT,

@@ -14,8 +14,8 @@ import pytest
 from retention.audit.signing import Signer, check_signature, load_public_keys
 from retention.audit.verify import verify_log
 from retention.audit.witness import Witness
+from retention.audit.writer import AuditLog
 from retention.cli import main
-from retention.run.audit import AuditLog
 from retention.run.journal import Checkpoints, Journal
 from retention.sandbox import SandboxApp
 from tests.audit.signed import make_key

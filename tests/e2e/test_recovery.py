@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from retention.audit.verify import verify_log
-from retention.run.audit import AuditLog
+from retention.audit.writer import AuditLog
 from retention.run.pipeline import NO_LONGER_TERMINAL
 from retention.run.recovery import NOT_DELETED
 from retention.sandbox import SandboxApp

@@ -370,7 +370,7 @@ def test_refused_and_locked_runs_push_their_exit_codes(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from retention.run.audit import AuditLog
+    from retention.audit.writer import AuditLog
     from retention.sandbox import SandboxApp
     from tests.e2e.support import make_dataset, sandbox
 

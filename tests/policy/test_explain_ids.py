@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from retention.api.client import CartesiaClient
+from retention.api.limiter import RateLimiter
 from retention.api.models import TERMINAL_STATUSES, Call
 from retention.api.retry import RetryPolicy
 from retention.cli import main
@@ -22,7 +23,6 @@ from retention.policy.load import parse_policies
 from retention.policy.rows import ExplainRow
 from retention.run.explain import READ_BATCH, explain_calls
 from retention.run.idfile import IdLine
-from retention.run.limiter import RateLimiter
 from retention.sandbox import Dataset, SandboxApp
 from retention.sandbox.faults import Faults
 from tests.e2e.support import API_KEY, NOW, NOW_TEXT, make_dataset, sandbox

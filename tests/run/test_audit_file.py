@@ -22,14 +22,14 @@ from structlog.testing import capture_logs
 
 from retention.audit.chain import GENESIS_HASH, chain_hash
 from retention.audit.verify import verify_log
-from retention.errors import ExitCode
-from retention.run.audit import (
+from retention.audit.writer import (
     AuditLog,
     AuditLogError,
     AuditLogLocked,
     run_holds_lock,
     torn_path,
 )
+from retention.errors import ExitCode
 from retention.run.journal import Journal
 from tests.run.spellings import ALL, DIRECTORY_TRICKS, Trick, spell, tricks
 

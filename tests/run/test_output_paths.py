@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from retention.audit.writer import AuditLog
 from retention.cli import main
 from retention.errors import ExitCode
-from retention.run.audit import AuditLog
 from retention.run.paths import OutputPathError, check_outputs
 from retention.sandbox import SandboxApp
 from tests.e2e.support import (

@@ -18,8 +18,8 @@ import pytest
 
 from retention.audit.signing import load_public_keys
 from retention.audit.verify import verify_log
+from retention.audit.writer import AuditLog
 from retention.cli import main
-from retention.run.audit import AuditLog
 from retention.run.rotation import CRASH_ENV, STEPS, RotationError, rotate
 from retention.sandbox import SandboxApp
 from tests.audit.signed import make_key

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retention.api.ids import is_valid_id
+from retention.audit.writer import AuditLog
 from retention.policy.load import load_policies
-from retention.run.audit import AuditLog
 from retention.run.command import RunSettings, run_command
 from retention.run.recovery import INVALID_ID
 from retention.sandbox.app import SandboxApp
