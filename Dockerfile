@@ -5,16 +5,18 @@
 #     -e CARTESIA_API_KEY cartesia-retention:0.1.0                # dry run (the default CMD)
 #   docker run --rm cartesia-retention:0.1.0 demo                 # the tour, no key needed
 #
-# The base is pinned to an exact Python patch release on Debian 12 (no digest here:
-# none could be read from this build machine). To pin it by digest, run
-#   docker buildx imagetools inspect python:3.11.13-slim-bookworm
-# and append the printed `Digest:` to both FROM lines: python:3.11.13-slim-bookworm@sha256:...
+# The base is pinned by digest: an exact Python patch release on Debian 12, and the one
+# multi-platform image index published under that tag, so a rebuild gets the same bytes
+# even after the tag moves to a newer Debian point release. Both stages use the same
+# reference (tests/ops/test_dockerfile.py checks it). To take a newer base, read the
+# tag's current digest and replace it on both FROM lines:
+#   docker buildx imagetools inspect python:3.11.13-slim-bookworm   # the "Digest:" line
 #
 # Every Python package comes from requirements/*.txt, exact versions with sha256 hashes
 # (pip --require-hashes), made by requirements/update from pyproject.toml.
 
 # Build stage: the wheel, with the locked setuptools and wheel, and the runtime venv.
-FROM python:3.11.13-slim-bookworm AS build
+FROM python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1 AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -34,7 +36,7 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels 
  && /opt/retention/bin/retention --version
 
 # Runtime stage: the base image and the venv; no compiler, no build tools.
-FROM python:3.11.13-slim-bookworm AS runtime
+FROM python:3.11.13-slim-bookworm@sha256:86adf8dbadc3d6e82ee5dd2c74bec2e1c2467cdad47886280501df722372d2e1 AS runtime
 LABEL org.opencontainers.image.title="cartesia-retention" \
       org.opencontainers.image.description="Enforce data-retention policies on Cartesia voice-agent calls" \
       org.opencontainers.image.licenses="Apache-2.0"

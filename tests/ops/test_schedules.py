@@ -17,7 +17,7 @@ from tests.ops.tools import need_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZE = ROOT / "cron" / "k8s" / "kustomize"
-OVERLAYS = ["nightly", "sharded", "sweep"]
+OVERLAYS = ["nightly", "sharded", "sweep", "sweep-sharded"]
 # The files kustomize reads that are whole manifests (not kustomizations, not patches).
 SOURCES = sorted(
     p
@@ -147,6 +147,7 @@ def test_the_overlays_deploy_what_they_say() -> None:
         "nightly": ["CronJob", "PersistentVolumeClaim"],
         "sharded": ["CronJob", "PersistentVolumeClaim"],
         "sweep": ["ConfigMap", "Job"],
+        "sweep-sharded": ["ConfigMap", "Job"],
     }
 
 
@@ -253,6 +254,15 @@ def test_every_claim_is_created_by_the_overlay_that_owns_it() -> None:
         env_of(pod_spec(d)["containers"][0])["RETENTION_AUDIT_LOG"] for d in (sweep, nightly_job)
     ]
     assert logs[0] == logs[1]
+    # Beside sharded runs, the sweep mounts their RWX claim, with a log of its own: each
+    # shard's log is locked by its shard for the whole night.
+    [shard_job] = workloads("sharded")
+    [sweep] = workloads("sweep-sharded")
+    assert not claims("sweep-sharded") and audit_claim(sweep) == audit_claim(shard_job)
+    sweep_log = env_of(pod_spec(sweep)["containers"][0])["RETENTION_AUDIT_LOG"]["value"]
+    shard_log = env_of(pod_spec(shard_job)["containers"][0])["RETENTION_AUDIT_LOG"]["value"]
+    assert sweep_log.startswith("/var/lib/retention/") and sweep_log != shard_log
+    assert "$(" not in sweep_log
 
 
 def test_pods_sharing_the_read_write_once_claim_share_a_node() -> None:
@@ -270,14 +280,16 @@ def test_pods_sharing_the_read_write_once_claim_share_a_node() -> None:
         labels.append(selector["matchLabels"])
     assert labels[0] == labels[1]
     assert {audit_claim(doc) for doc in pods} == {"retention-audit"}
-    # The sharded pods (ReadWriteMany) spread freely.
-    [sharded] = workloads("sharded")
-    assert "affinity" not in pod_spec(sharded)
-    assert not labels[0].items() <= pod_labels(sharded).items()
+    # The pods on the ReadWriteMany claim spread freely.
+    for overlay in ["sharded", "sweep-sharded"]:
+        [doc] = workloads(overlay)
+        assert "affinity" not in pod_spec(doc)
+        assert not labels[0].items() <= pod_labels(doc).items()
 
 
-def test_erasure_sweep_deletes_one_customer_and_is_capped() -> None:
-    docs = rendered("sweep")
+@pytest.mark.parametrize("overlay", ["sweep", "sweep-sharded"])
+def test_erasure_sweep_deletes_one_customer_and_is_capped(overlay: str) -> None:
+    docs = rendered(overlay)
     [job] = [d for d in docs if d["kind"] == "Job"]
     spec = pod_spec(job)
     [container] = spec["containers"]
