@@ -10,7 +10,8 @@ the log's lock, the writer records what that scan would find in the file as it s
 - the intents still open, the latest execute runs' deletion counts (bounded:
   `HISTORY_RUNS`), and the calls listed per agent (bounded by agents; for sharding).
 
-It is a cache, never evidence. It is trusted only when it agrees with the file: same
+It is a cache, never evidence, and carries a SHA-256 of its own content, so damage
+to it is seen rather than believed. It is trusted only when it agrees with the file: same
 identity and segment; size at least `offset`; the line ending at `offset` carries the
 recorded `seq` and `hash`; an unchanged modification time when nothing was appended.
 Only the bytes after `offset` are then read (lines a killed run appended, a torn
@@ -23,6 +24,7 @@ line is the chain's last line in memory, so it never claims more than the log ho
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -102,7 +104,15 @@ class ResumePoint:
             "execute_runs": self.execute_runs,
             "agent_calls": dict(sorted(self.agent_calls.items())),
         }
+        body["digest"] = _digest(body)
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def _digest(body: Mapping[str, Any]) -> str:
+    """SHA-256 over the body's canonical JSON without `digest`: damage shows, never misleads."""
+    canonical = {key: value for key, value in body.items() if key != "digest"}
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def _int(body: Mapping[str, Any], key: str) -> int:
@@ -126,6 +136,8 @@ def parse_resume(raw: bytes) -> ResumePoint:
         raise ResumeMismatch("not JSON") from None
     if not isinstance(body, dict) or body.get("version") != RESUME_VERSION:
         raise ResumeMismatch("not a resume file this version reads")
+    if body.get("digest") != _digest(body):
+        raise ResumeMismatch("its digest does not match its content (damaged)")
     intents: list[ResumeIntent] = []
     raw_intents = body.get("open_intents")
     if not isinstance(raw_intents, list):
@@ -135,7 +147,7 @@ def parse_resume(raw: bytes) -> ResumePoint:
             raise ResumeMismatch("an open intent is malformed")
         strings = [_str(value, "an open intent") for value in (*item[:4], item[5])]
         line, seq = item[4], item[6]
-        if type(line) is not int or type(seq) is not int or line < 1 or seq < 1:
+        if type(line) is not int or type(seq) is not int or line < 0 or seq < 1:
             raise ResumeMismatch("an open intent has a bad line or seq")
         call_id, agent_id, policy, run_id, ts = strings
         intents.append(ResumeIntent(call_id, agent_id, policy, run_id, line, ts, seq))
