@@ -32,7 +32,7 @@ Benchmark = Callable[[Sizes, Path], Figure | list[Figure]]
 
 BENCHMARKS: dict[str, tuple[str, str, Benchmark]] = {
     "rate": ("1", "rate efficiency", cases.rate_efficiency),
-    "speed": ("2", "speed vs naive script", cases.speed_vs_naive),
+    "speed": ("2", "speed vs competent and naive scripts", cases.speed_vs_naive),
     "cpu": ("3", "CPU per call vs SDK", cases.cpu_per_call),
     "memory": ("4", "peak RSS, large / small dry run", cases.memory_flat),
     "engine": ("5", "policy engine", inprocess.policy_engine),
