@@ -38,7 +38,7 @@ FULL = Sizes(
     audit_small=100_000,
     audit_large=1_000_000,
     startup_lines=1_000_000,
-    shard_calls=6_000,
+    shard_calls=2_000,
 )
 
 QUICK = Sizes(
