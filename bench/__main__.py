@@ -3,11 +3,13 @@
 .venv/bin/python -m bench                 # full figures (about 8 minutes on 2 cores)
 .venv/bin/python -m bench --quick         # smoke mode: tiny sizes, proves it works
 .venv/bin/python -m bench --only rate,engine --write docs/BENCHMARKS.md
+.venv/bin/python -m bench --only startup --repeat 5   # median, min, max of 5 rounds
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -15,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cases, inprocess
+from bench import cases, inprocess, startup
 from bench.figures import (
     Figure,
     command_line,
@@ -30,12 +32,15 @@ Benchmark = Callable[[Sizes, Path], Figure | list[Figure]]
 
 BENCHMARKS: dict[str, tuple[str, str, Benchmark]] = {
     "rate": ("1", "rate efficiency", cases.rate_efficiency),
-    "speed": ("2", "speed vs naive script", cases.speed_vs_naive),
+    "speed": ("2", "speed vs competent and naive scripts", cases.speed_vs_naive),
     "cpu": ("3", "CPU per call vs SDK", cases.cpu_per_call),
     "memory": ("4", "peak RSS, large / small dry run", cases.memory_flat),
     "engine": ("5", "policy engine", inprocess.policy_engine),
     "audit": ("6", "audit verify peak RSS", inprocess.audit_verify),
     "segments": ("7", "audit verify peak RSS, 10 segments", inprocess.audit_verify_segments),
+    "startup": ("8", "start-up, 1M-line audit log / empty", startup.startup_time),
+    "shards": ("9", "shard balance over 64 agents", startup.shard_balance),
+    "scaleout": ("10", "scale-out, 1/2/4 shards", startup.scale_out),
 }
 
 
@@ -48,6 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset of: {', '.join(BENCHMARKS)}",
     )
     parser.add_argument("--write", type=Path, help="record the table in this Markdown file")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="rounds per repeated figure (median, min, max); default 3, 1 with --quick",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(BENCHMARKS)
     if unknown:
@@ -58,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.repeat is not None:
+        sizes = dataclasses.replace(sizes, repeats=max(1, args.repeat))
     machine_line = machine()
     print(f"# {machine_line}", flush=True)
     figures: list[Figure] = []

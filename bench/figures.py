@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,18 +27,46 @@ class Figure:
     target: str  # e.g. ">= 0.95"
     met: bool | None
     detail: str  # the raw numbers behind the figure, and what limits it
+    # Over repeated runs (`--repeat N`): `value` is the median, these its range.
+    low: float | None = None
+    high: float | None = None
+    runs: int = 1
+
+    def _format(self, value: float | None) -> str:
+        if value is None:
+            return "n/a"
+        if self.unit == "s":
+            return f"{value:.2f} s"
+        return f"{value:.2f}x" if value >= 10 else f"{value:.3f}"
 
     @property
     def shown(self) -> str:
-        if self.value is None:
-            return "n/a"
-        if self.unit == "s":
-            return f"{self.value:.2f} s"
-        return f"{self.value:.2f}x" if self.value >= 10 else f"{self.value:.3f}"
+        return self._format(self.value)
+
+    @property
+    def spread(self) -> tuple[str, str]:
+        """The (min, max) cells: "-" for a single run."""
+        if self.runs < 2 or self.low is None or self.high is None:
+            return "-", "-"
+        return self._format(self.low), self._format(self.high)
 
     @property
     def verdict(self) -> str:
         return {True: "met", False: "MISSED", None: "-"}[self.met]
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A figure measured several times: median, min, max (robust to a busy neighbour)."""
+
+    median: float
+    low: float
+    high: float
+    runs: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        return cls(statistics.median(values), min(values), max(values), len(values))
 
 
 def at_least(value: float, target: float) -> bool:
@@ -48,28 +77,30 @@ def at_most(value: float, target: float) -> bool:
     return value <= target
 
 
+HEADER = ("#", "benchmark", "figure (median)", "min", "max", "runs", "target", "verdict", "detail")
+
+
+def _row(f: Figure) -> tuple[str, ...]:
+    low, high = f.spread
+    return (f.number, f.title, f.shown, low, high, str(f.runs), f.target, f.verdict, f.detail)
+
+
 def text_table(figures: Sequence[Figure]) -> str:
-    rows = [("#", "benchmark", "figure", "target", "verdict", "detail")]
-    rows += [(f.number, f.title, f.shown, f.target, f.verdict, f.detail) for f in figures]
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    rows = [HEADER, *(_row(f) for f in figures)]
+    last = len(HEADER) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(last)]
     lines = []
     for n, row in enumerate(rows):
-        cells = [cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)]
-        lines.append("  ".join([*cells, row[5]]).rstrip())
+        cells = [cell.ljust(width) for cell, width in zip(row[:last], widths, strict=True)]
+        lines.append("  ".join([*cells, row[last]]).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in [*widths, 6]))
     return "\n".join(lines)
 
 
 def markdown_table(figures: Sequence[Figure]) -> str:
-    lines = [
-        "| # | benchmark | figure | target | verdict | detail |",
-        "|---|---|---|---|---|---|",
-    ]
-    for f in figures:
-        lines.append(
-            f"| {f.number} | {f.title} | {f.shown} | {f.target} | {f.verdict} | {f.detail} |"
-        )
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_row(f)) + " |" for f in figures]
     return "\n".join(lines)
 
 

@@ -20,7 +20,10 @@ class Sizes:
     engine_pool: int  # distinct calls cycled through by the engine benchmark
     audit_small: int  # audit log lines
     audit_large: int
+    startup_lines: int  # the audit log a start-up is measured against (vs an empty one)
+    shard_calls: int  # calls per shard count in the scale-out figure
     agents: int = 10
+    repeats: int = 3  # each repeated figure is the median of this many rounds (`--repeat`)
 
 
 FULL = Sizes(
@@ -34,6 +37,8 @@ FULL = Sizes(
     engine_pool=20_000,
     audit_small=100_000,
     audit_large=1_000_000,
+    startup_lines=1_000_000,
+    shard_calls=2_000,
 )
 
 QUICK = Sizes(
@@ -47,5 +52,8 @@ QUICK = Sizes(
     engine_pool=500,
     audit_small=200,
     audit_large=1_000,
+    startup_lines=2_000,
+    shard_calls=120,
     agents=4,
+    repeats=1,
 )

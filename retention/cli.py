@@ -428,6 +428,12 @@ def audit_keygen(key_file: Path) -> int:
     help="N shards, this one's index from JOB_COMPLETION_INDEX (Indexed Job).",
 )
 @_env_option(
+    "--shard-sizes",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="RETENTION_SHARD_SIZES",
+    help="Calls per agent (JSON, or a copy of a .resume file): even shards by size.",
+)
+@_env_option(
     "--pushgateway",
     envvar="RETENTION_PUSHGATEWAY",
     help="Push metrics to this URL.",
@@ -506,6 +512,7 @@ _RUN_SHARED = (
     "timeout",
     "shard",
     "shard_count",
+    "shard_sizes",
     "pushgateway",
     "metrics_file",
     "signing_key",

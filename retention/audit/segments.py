@@ -5,7 +5,8 @@
 chain goes on across them: a segment's first line chains from the previous one's
 last `hash`, and `seq` never restarts. `audit.jsonl.state` records where the chain
 stands after the last rotation (segment number, last `seq` and `hash`, the intents
-still open), so a run continues from it without reading the segments.
+still open, the surge guard's history), so a run continues from it without reading
+the segments.
 
 This module names and finds those files and reads them line by line in flat memory
 (a segment is streamed through gzip); writing them is `retention/run/rotation.py`.
@@ -260,6 +261,9 @@ class RotationState:
     segment_bytes: int = 0
     signed: bool = False  # the log held a checkpoint: every segment must end on one
     open_intents: tuple[CarriedIntent, ...] = ()
+    # The surge guard's history up to the rotation: the latest execute runs' `deleted`
+    # counts, oldest first (None: a state written before it was recorded).
+    history: tuple[int, ...] | None = None
 
     def to_json(self) -> bytes:
         body = {
@@ -283,6 +287,8 @@ class RotationState:
                 for i in self.open_intents
             ],
         }
+        if self.history is not None:
+            body["history"] = list(self.history)
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
 
 
@@ -308,6 +314,11 @@ def read_state(path: Path) -> RotationState | None:
             )
             for i in body["open_intents"]
         )
+        history = body.get("history")
+        if history is not None and (
+            not isinstance(history, list) or any(type(n) is not int or n < 0 for n in history)
+        ):
+            raise TypeError("history")
         state = RotationState(
             segment=int(body["segment"]),
             first_seq=int(body["first_seq"]),
@@ -317,6 +328,7 @@ def read_state(path: Path) -> RotationState | None:
             segment_bytes=int(body["segment_bytes"]),
             signed=bool(body["signed"]),
             open_intents=intents,
+            history=tuple(history) if history is not None else None,
         )
     except (ValueError, KeyError, TypeError):
         raise StateError(

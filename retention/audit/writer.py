@@ -12,10 +12,13 @@
   a symlink can be swapped under a running job). An existing log that group or others
   may read or write is tightened to 0600 on its open descriptor, with a warning; when
   that is not allowed (another user's file), exit 2 naming the fix.
-- At start the log is streamed once, through the locked descriptor, line by line: the
-  chain continues from the last line's `seq` and `hash`, and `delete_requested` lines
-  with no outcome (a killed run) are collected for recovery. That set is bounded by
-  the killed run's work in flight.
+- At start the chain continues from the last line's `seq` and `hash`, and
+  `delete_requested` lines with no outcome (a killed run) are collected for recovery.
+  That set is bounded by the killed run's work in flight. When the resume sidecar
+  (`retention/audit/resume.py`) agrees with the file, only the bytes after the point
+  it records are read; otherwise (or without one) the whole file is streamed once,
+  through the locked descriptor, line by line. A run records a new resume point at
+  its end.
 - A torn last line (no trailing newline: the process died inside a write) is moved to
   `<resolved-log>.torn` and cut off, with a warning, so the chain stays verifiable. Since
   an intent is fsync'd before its DELETE is sent, a torn intent was never acted on,
@@ -40,6 +43,17 @@ from typing import Any, Final
 
 from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, encode_line, seal
 from retention.audit.reader import LineFormatError, iter_lines, parse_line
+from retention.audit.resume import (
+    MAX_AGENTS,
+    ResumeIntent,
+    ResumeMismatch,
+    ResumePoint,
+    check_against,
+    last_line,
+    read_resume,
+    resume_path,
+    write_resume,
+)
 from retention.audit.segments import CarriedIntent, RotationState, read_state, state_path
 from retention.audit.signing import CHECKPOINT_EVENT
 from retention.durable import fsync_dir, write_all
@@ -107,6 +121,31 @@ def deleted_count(record: Mapping[str, Any]) -> int:
     outcomes = counts.get("outcomes") if isinstance(counts, dict) else None
     deleted = outcomes.get("deleted") if isinstance(outcomes, dict) else None
     return deleted if type(deleted) is int and deleted >= 0 else 0
+
+
+def _account(
+    result: ScanResult, number: int, seq: int, digest: str, event: str, record: Mapping[str, Any]
+) -> None:
+    """Line `number` (chained as `seq`, `digest`) is now the last: what it changes."""
+    result.lines, result.last_seq, result.last_hash = number, seq, digest
+    result.last_event = event
+    result.signed = result.signed or event == CHECKPOINT_EVENT
+    call_id = record.get("call_id")
+    if event == "delete_requested" and isinstance(call_id, str):
+        result.open_intents[call_id] = OpenIntent(
+            call_id,
+            str(record.get("agent_id", "")),
+            str(record.get("policy", "")),
+            str(record.get("run_id", "")),
+            number,
+            str(record.get("ts", "")),
+            seq,
+        )
+    elif event in OUTCOME_EVENTS and isinstance(call_id, str):
+        result.open_intents.pop(call_id, None)
+    elif event == "run_finished" and record.get("dry_run") is False:
+        result.execute_runs += 1
+        result.history.append(deleted_count(record))
 
 
 def utc_timestamp(instant: datetime | None = None) -> str:
@@ -186,6 +225,12 @@ class AuditLog:
         self.scan = ScanResult()
         self.state = RotationState()  # where the last rotation left the chain
         self.created = False
+        self.resumed = False  # the start-up scan read only the tail after the resume point
+        # Calls listed per agent by the latest runs (from the resume sidecar; a run adds
+        # its own with `note_agent_calls`): the sizes an even sharding assigns by.
+        self.agent_calls: dict[str, int] = {}
+        self._scanned = False  # the scan is in memory: a resume point may be written
+        self._write_failed = False
 
     @property
     def fd(self) -> int | None:
@@ -222,7 +267,8 @@ class AuditLog:
         assert self._fd is not None
         self.state = read_state(state_path(self.resolved)) or RotationState()
         pending = settle(self.resolved, self._fd, self.state)
-        self.scan = self._scan()
+        self.scan = self._resume_or_scan()
+        self._scanned = True
         if pending is not None:
             finish_pending(self, pending)
 
@@ -241,7 +287,13 @@ class AuditLog:
     def rotated(self, state: RotationState) -> None:
         """The live file was closed as a segment and emptied: the chain goes on from `state`."""
         self.state = state
-        self.scan.lines = 0
+        self.scan = self._from_state()  # what a scan of the empty live file finds
+
+    def note_agent_calls(self, counts: Mapping[str, int]) -> None:
+        """This run's calls listed per agent, kept in the resume sidecar for sharding."""
+        self.agent_calls.update(counts)
+        while len(self.agent_calls) > MAX_AGENTS:  # the oldest entries go first
+            del self.agent_calls[next(iter(self.agent_calls))]
 
     def _locked(self, what: Path) -> AuditLogLocked:
         return AuditLogLocked(
@@ -340,9 +392,8 @@ class AuditLog:
             hint="the audit log was readable by group or others; it is now owner-only",
         )
 
-    def _scan(self) -> ScanResult:
-        """Stream the file once: last seq/hash, open intents, a torn tail."""
-        assert self._fd is not None
+    def _from_state(self) -> ScanResult:
+        """Where the chain stands before the live file's first line: the rotation state."""
         state = self.state
         result = ScanResult(last_seq=state.last_seq, last_hash=state.last_hash, signed=state.signed)
         for carried in state.open_intents:
@@ -355,24 +406,68 @@ class AuditLog:
                 carried.ts,
                 carried.seq,
             )
-        offset = 0  # byte offset of the line being read
-        # Read through the locked descriptor (a duplicate, from the start): the same file.
+        return result
+
+    def _resume_or_scan(self) -> ScanResult:
+        """From the resume point when it agrees with the file; else the full scan."""
+        assert self._fd is not None
+        sidecar = resume_path(self.resolved)
+        try:
+            point = read_resume(sidecar)
+            if point is None:
+                return self._scan()
+            check_against(point, self._fd, self.state.segment, self.state.last_seq)
+        except ResumeMismatch as err:
+            _log.warning(
+                "audit.resume_mismatch",
+                path=str(sidecar),
+                reason=str(err),
+                hint="the whole audit log is read instead; the next run records a new point",
+            )
+            return self._scan()
+        result = ScanResult(
+            lines=point.lines,
+            last_seq=point.last_seq,
+            last_hash=point.last_hash,
+            last_event=point.last_event,
+            signed=point.signed,
+            execute_runs=point.execute_runs,
+        )
+        result.history.extend(point.history)
+        for i in point.open_intents:
+            result.open_intents[i.call_id] = OpenIntent(
+                i.call_id, i.agent_id, i.policy, i.run_id, i.line, i.ts, i.seq
+            )
+        self.agent_calls = dict(point.agent_calls)
+        self.resumed = True
+        return self._scan(result, point.offset)
+
+    def _scan(self, result: ScanResult | None = None, start: int = 0) -> ScanResult:
+        """Stream the file from byte `start` (`result`: what lies before it): last
+        seq/hash, open intents, a torn tail."""
+        assert self._fd is not None
+        if result is None:
+            result, start = self._from_state(), 0
+        offset = start  # byte offset of the line being read
+        first = result.lines  # lines before `start`
+        # Read through the locked descriptor (a duplicate, from `start`): the same file.
         duplicate = os.dup(self._fd)
-        os.lseek(duplicate, 0, os.SEEK_SET)
+        os.lseek(duplicate, start, os.SEEK_SET)
         with os.fdopen(duplicate, "rb", buffering=1 << 20) as stream:
             for raw in iter_lines(stream):
+                number = first + raw.number
                 if raw.too_long:
-                    raise self._damaged(raw.number, "a line far too long to be an audit record")
+                    raise self._damaged(number, "a line far too long to be an audit record")
                 if not raw.complete:
-                    self._cut_torn_tail(offset, raw.data, raw.number)
+                    self._cut_torn_tail(offset, raw.data, number)
                     result.torn_bytes = len(raw.data)
                     break
                 offset += len(raw.data)
                 try:
                     record = parse_line(raw.data)
                 except LineFormatError as err:
-                    raise self._damaged(raw.number, str(err)) from None
-                self._take(result, raw.number, record)
+                    raise self._damaged(number, str(err)) from None
+                self._take(result, number, record)
         return result
 
     def _take(self, result: ScanResult, number: int, record: Mapping[str, Any]) -> None:
@@ -381,25 +476,7 @@ class AuditLog:
             raise self._damaged(number, "the line has no valid `seq`, `hash` or `event`")
         if seq != result.last_seq + 1:
             raise self._damaged(number, f"seq {seq} does not follow {result.last_seq}")
-        result.lines, result.last_seq, result.last_hash = number, seq, digest
-        result.last_event = event
-        result.signed = result.signed or event == CHECKPOINT_EVENT
-        call_id = record.get("call_id")
-        if event == "delete_requested" and isinstance(call_id, str):
-            result.open_intents[call_id] = OpenIntent(
-                call_id,
-                str(record.get("agent_id", "")),
-                str(record.get("policy", "")),
-                str(record.get("run_id", "")),
-                number,
-                str(record.get("ts", "")),
-                seq,
-            )
-        elif event in OUTCOME_EVENTS and isinstance(call_id, str):
-            result.open_intents.pop(call_id, None)
-        elif event == "run_finished" and record.get("dry_run") is False:
-            result.execute_runs += 1
-            result.history.append(deleted_count(record))
+        _account(result, number, seq, digest, event, record)
 
     def _damaged(self, number: int, detail: str) -> AuditLogError:
         return AuditLogError(
@@ -439,17 +516,20 @@ class AuditLog:
     # -- appending ---------------------------------------------------------------
 
     def seal_records(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
-        """Chain records onto the log (in memory): add `seq` and `hash`, encode the lines."""
+        """Chain records onto the log (in memory): add `seq` and `hash`, encode the lines.
+
+        The scan in memory follows, exactly as a scan of the written file would (open
+        intents, history): the resume point written at the end is that scan.
+        """
         lines: list[bytes] = []
+        scan = self.scan
         for record in records:
             event = record.get("event")
             missing = [key for key in EVENT_KEYS.get(str(event), ()) if key not in record]
             if event not in EVENT_KEYS or missing:
                 raise ValueError(f"bad audit record {event!r}: missing {missing}")
-            sealed = seal(self.scan.last_hash, self.scan.last_seq + 1, record)
-            self.scan.last_seq, self.scan.last_hash = sealed["seq"], sealed["hash"]
-            self.scan.last_event = str(event)
-            self.scan.signed = self.scan.signed or event == CHECKPOINT_EVENT
+            sealed = seal(scan.last_hash, scan.last_seq + 1, record)
+            _account(scan, scan.lines + 1, sealed["seq"], sealed["hash"], str(event), sealed)
             lines.append(encode_line(sealed))
         return lines
 
@@ -462,13 +542,64 @@ class AuditLog:
                 write_all(self._fd, line)
             os.fsync(self._fd)
         except OSError as err:
+            self._write_failed = True  # the file may hold less than was sealed
             raise AuditWriteError(f"cannot write {self.path}: {_reason(err)}") from None
 
     def append(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Seal and durably write records now (used outside the async writer)."""
         self.write_lines(self.seal_records(records))
 
+    def save_resume_point(self) -> bool:
+        """Record where the next start-up scan may pick up (under the lock).
+
+        Only when the file's last line is the chain's last line in memory: a line sealed
+        but never written (a failed or cancelled write) means no new point, and the old
+        one, still a true description of a prefix, stays. Never fails the run: a point
+        not written only costs the next run a full scan.
+        """
+        if self._fd is None or not self._scanned or self._write_failed:
+            return False
+        scan = self.scan
+        try:
+            info = os.fstat(self._fd)
+            if info.st_size:
+                tail = parse_line(last_line(self._fd, info.st_size))
+                if (tail.get("seq"), tail.get("hash")) != (scan.last_seq, scan.last_hash):
+                    return False
+            elif scan.lines or scan.last_seq != self.state.last_seq:
+                return False
+            point = ResumePoint(
+                device=info.st_dev,
+                inode=info.st_ino,
+                offset=info.st_size,
+                mtime_ns=info.st_mtime_ns,
+                segment=self.state.segment,
+                lines=scan.lines,
+                last_seq=scan.last_seq,
+                last_hash=scan.last_hash,
+                last_event=scan.last_event,
+                signed=scan.signed,
+                open_intents=tuple(
+                    ResumeIntent(i.call_id, i.agent_id, i.policy, i.run_id, i.line, i.ts, i.seq)
+                    for i in scan.open_intents.values()
+                ),
+                history=tuple(scan.history),
+                execute_runs=scan.execute_runs,
+                agent_calls=self.agent_calls,
+            )
+            write_resume(resume_path(self.resolved), point)
+        except (OSError, ResumeMismatch, LineFormatError) as err:
+            _log.warning(
+                "audit.resume_not_saved",
+                path=str(resume_path(self.resolved)),
+                error=str(err) if isinstance(err, ResumeMismatch) else type(err).__name__,
+                hint="the next run reads the whole audit log instead",
+            )
+            return False
+        return True
+
     def close(self) -> None:
+        self.save_resume_point()
         for name in ("_fd", "_lock_fd"):  # the lock goes last
             fd = getattr(self, name)
             if fd is not None:

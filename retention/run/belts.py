@@ -5,9 +5,11 @@
   otherwise exit 2 before anything is sent.
 - Surge guard: the run stops (exit 3) before its DELETE requests exceed
   max(floor, factor x the median `deleted` count of the latest execute runs). The
-  history comes from the `run_finished` lines the start-up scan already streams (no
-  second read of the log); when the live file holds fewer runs than the window and
-  the log was rotated, the newest segments are read for the rest.
+  history comes from the start-up scan (the resume sidecar, or the `run_finished`
+  lines it streams: no second read of the log); when the live file holds fewer runs
+  than the window and the log was rotated, the rest comes from the rotation state
+  (which records the history up to the rotation) or, for a state written before it
+  did, from the newest segments.
 - `apply` is not limited by the surge guard (the pinned plan is the approval);
   `--max-deletes` still applies. `--no-surge-guard` turns the guard off for one run.
 """
@@ -56,14 +58,22 @@ def surge_limit(counts: Sequence[int], guard: SurgeGuard) -> int:
     return max(guard.floor, math.ceil(guard.factor * median))
 
 
+def log_history(audit: AuditLog) -> tuple[int, ...]:
+    """The latest execute runs' counts over the whole log, oldest first (at most the window)."""
+    counts = list(audit.scan.history)
+    state = audit.state
+    if state.segment > 0 and len(counts) < HISTORY_RUNS:
+        if state.history is not None:
+            counts = list(state.history) + counts
+        else:
+            counts = _segment_history(audit.resolved, HISTORY_RUNS - len(counts)) + counts
+    return tuple(counts[-HISTORY_RUNS:])
+
+
 def read_history(audit: AuditLog) -> History:
-    """From the start-up scan; the newest segments only when the live file is short."""
-    scan = audit.scan
-    counts = list(scan.history)
-    rotated = audit.state.segment > 0
-    if rotated and len(counts) < HISTORY_RUNS:
-        counts = _segment_history(audit.resolved, HISTORY_RUNS - len(counts)) + counts
-    return History(tuple(counts[-HISTORY_RUNS:]), first=not counts and not rotated)
+    """From the start-up scan and the rotation state; segments only for an older state."""
+    counts = log_history(audit)
+    return History(counts, first=not counts and audit.state.segment == 0)
 
 
 def _segment_history(live: Path, wanted: int) -> list[int]:

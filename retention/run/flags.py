@@ -24,7 +24,7 @@ from retention.run.metrics import (
 )
 from retention.run.paths import check_outputs
 from retention.run.report import report_format
-from retention.run.shard import Shard, ShardError, parse_shard, shard_from_index
+from retention.run.shard import Shard, ShardError, parse_shard, read_sizes, shard_from_index
 from retention.run.stats import RunStats
 from retention.settings import parse_now, resolve_api_key, resolve_base_url
 
@@ -33,8 +33,20 @@ _log = get_logger(__name__)
 JOB_INDEX_ENV = "JOB_COMPLETION_INDEX"  # set by a Kubernetes Indexed Job
 
 
-def resolve_shard(shard: str | None, shard_count: int | None) -> Shard | None:
-    """`--shard I/N`, else `--shard-count N` with the pod's JOB_COMPLETION_INDEX."""
+def resolve_shard(
+    shard: str | None, shard_count: int | None, shard_sizes: Path | None = None
+) -> Shard | None:
+    """`--shard I/N`, else `--shard-count N` with the pod's JOB_COMPLETION_INDEX; with
+    `--shard-sizes`, the agents it names are dealt out by size."""
+    chosen = _chosen_shard(shard, shard_count)
+    if shard_sizes is None:
+        return chosen
+    if chosen is None:
+        raise ShardError("--shard-sizes needs --shard or --shard-count", where="--shard-sizes")
+    return chosen.with_sizes(read_sizes(shard_sizes))
+
+
+def _chosen_shard(shard: str | None, shard_count: int | None) -> Shard | None:
     if shard is not None and shard_count is not None:
         raise ShardError("give --shard I/N or --shard-count N, not both", where="--shard")
     if shard is not None:
@@ -72,6 +84,7 @@ def settings_from_flags(
     signing_key: Path | None = None,
     witness: Path | None = None,
     rotate_bytes: int | None = None,
+    shard_sizes: Path | None = None,
     surge_guard: bool = True,
     surge_floor: int = DEFAULT_SURGE_FLOOR,
     surge_factor: float = DEFAULT_SURGE_FACTOR,
@@ -80,7 +93,7 @@ def settings_from_flags(
     if report is not None:
         report_format(report)
     moment = parse_now(now)
-    chosen_shard = resolve_shard(shard, shard_count)
+    chosen_shard = resolve_shard(shard, shard_count, shard_sizes)
     if pushgateway is not None:
         check_pushgateway(pushgateway)
     if metrics_file is not None:

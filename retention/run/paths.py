@@ -1,8 +1,8 @@
 """Output paths never name a file the run must keep: checked before anything happens.
 
 A file a command writes (`--report`, `--metrics-file`, `audit verify --report`) must
-not be the audit log, its lock sidecar or its torn-line file, a policy file being
-loaded, or another output of the same command. Writing one would overwrite the
+not be the audit log, its lock, torn-line, rotation-state or resume sidecar, a policy
+file being loaded, or another output of the same command. Writing one would overwrite the
 record of deletions, or a policy. Two paths name the same file when they resolve to
 the same name (`os.path.realpath`: symlinks, `.` and `..`) or, for files that exist,
 have the same device and inode (hard links). Both sides are compared that way, and
@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from retention.audit.resume import resume_path
 from retention.audit.segments import state_path
 from retention.audit.writer import lock_path, resolve_log, torn_path
 from retention.errors import UserError
@@ -53,6 +54,10 @@ def _kept_files(
         (
             f"the audit log's rotation state {state_path(resolve_log(audit_log))}",
             state_path(resolve_log(audit_log)),
+        ),
+        (
+            f"the audit log's resume point {resume_path(resolve_log(audit_log))}",
+            resume_path(resolve_log(audit_log)),
         ),
     ]
     # The sidecars of the name as given, too (an older version locked that one).

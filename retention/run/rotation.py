@@ -8,7 +8,8 @@ log's lock. Its steps, each durable before the next:
 2. the live file is compressed to `NAME.NNNNNN.gz.tmp`, fsync'd, renamed to
    `NAME.NNNNNN.gz`, and the directory fsync'd;
 3. `NAME.state` is written (tmp, fsync, rename, directory fsync): the segment's
-   number, digest and size, the chain's last `seq` and `hash`, the intents still open;
+   number, digest and size, the chain's last `seq` and `hash`, the intents still open,
+   the surge guard's history;
 4. the live file is truncated and fsync'd; the next line chains on from the state.
 
 Whatever step a crash interrupts, the next opening of the log (`settle` then
@@ -226,6 +227,8 @@ def _write_state(live: Path, state: RotationState) -> None:
 
 def _close_segment(log: AuditLog, number: int, segment: Path, first_seq: int) -> RotationState:
     """Steps 3 and 4, once segment `number` is on disk: state, then truncate."""
+    from retention.run.belts import log_history
+
     assert log.fd is not None
     sha256, size = _digest(segment)
     scan = log.scan
@@ -238,6 +241,7 @@ def _close_segment(log: AuditLog, number: int, segment: Path, first_seq: int) ->
         segment_bytes=size,
         signed=scan.signed,
         open_intents=log.carried_intents(),
+        history=log_history(log),
     )
     _write_state(log.resolved, state)
     _truncate(log.fd)

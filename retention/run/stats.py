@@ -56,6 +56,8 @@ class RunStats:
     finished_unix: float | None = None
     agents: int = 0
     scanned: int = 0  # calls listed
+    # agent id -> calls listed (bounded by agents): the sizes an even sharding uses
+    scanned_by_agent: Counter[str] = field(default_factory=Counter)
     due: int = 0  # calls the policies select for deletion
     # outcome -> count: deleted, already_redacted, not_found, failed, would_delete, and
     # unconfirmed (sent, but what the API did is unknown: the intent stays open)

@@ -36,7 +36,13 @@ SPELLINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 RUN_OUTPUTS = ("--report", "--metrics-file")
-KEPT = ("audit.jsonl", "audit.jsonl.lock", "audit.jsonl.torn", "policies.yaml")
+KEPT = (
+    "audit.jsonl",
+    "audit.jsonl.lock",
+    "audit.jsonl.torn",
+    "audit.jsonl.resume",
+    "policies.yaml",
+)
 # Names next to the kept files that are other files: never refused.
 NEAR_MISSES = (
     "audit.jsonl.csv",
@@ -44,6 +50,7 @@ NEAR_MISSES = (
     "audit.jsonl.locks",
     ".audit.jsonl.lock",
     "audit.jsonl.torn.md",
+    "audit.jsonl.resume.tmp",
     "policies.yaml.prom",
     "report.csv",
 )

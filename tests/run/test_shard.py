@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import random
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retention.run.flags import resolve_shard
-from retention.run.shard import Shard, ShardError, parse_shard
+from retention.run.shard import Shard, ShardError, balanced_shards, parse_shard, read_sizes
 
 
 @pytest.mark.parametrize("text", ["3/3", "a/b", "1", "-1/3", "0/0", "1/2/3", ""])
@@ -44,3 +49,69 @@ def test_an_indexed_job_gives_the_index(monkeypatch: pytest.MonkeyPatch) -> None
         resolve_shard(None, 3)
     with pytest.raises(ShardError):
         resolve_shard("0/3", 3)
+
+
+# -- even shards by known sizes ---------------------------------------------------------
+
+agent_ids = st.text(alphabet="abcdef0123456789_", min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.dictionaries(agent_ids, st.integers(0, 10**6), max_size=80),
+    listed=st.lists(agent_ids, max_size=80),
+    count=st.integers(1, 12),
+    seed=st.randoms(use_true_random=False),
+)
+def test_every_agent_lands_in_exactly_one_shard_and_every_pod_agrees(
+    sizes: dict[str, int], listed: list[str], count: int, seed: random.Random
+) -> None:
+    # Each pod reads the same sizes, in whatever order its JSON parser gives them.
+    pods = []
+    for index in range(count):
+        items = list(sizes.items())
+        seed.shuffle(items)
+        pods.append(Shard(index, count).with_sizes(dict(items)))
+    for agent in {*listed, *sizes}:
+        owners = [pod.index for pod in pods if pod.owns(agent)]
+        assert len(owners) == 1
+        if agent not in sizes:  # unknown size: placed by its hash, as without sizes
+            assert owners == [_hash_shard(agent, count)]
+
+
+def _hash_shard(agent: str, count: int) -> int:
+    return int.from_bytes(hashlib.sha256(agent.encode()).digest()[:8], "big") % count
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.dictionaries(agent_ids, st.integers(0, 10**6), max_size=80),
+    count=st.integers(1, 12),
+)
+def test_the_heaviest_shard_is_within_one_agent_of_an_even_split(
+    sizes: dict[str, int], count: int
+) -> None:
+    assigned = balanced_shards(sizes, count)
+    loads = [0] * count
+    for agent, shard in assigned.items():
+        loads[shard] += sizes[agent]
+    # Greedy largest-first: the heaviest shard exceeds the mean by less than the
+    # largest agent (when it took its last agent it was the lightest).
+    biggest = max(sizes.values(), default=0)
+    assert max(loads) <= sum(loads) / count + biggest
+
+
+def test_sizes_come_from_a_json_map_or_a_resume_file(tmp_path: Path) -> None:
+    plain = tmp_path / "sizes.json"
+    plain.write_text(json.dumps({"a": 5, "b": 1}))
+    resume = tmp_path / "audit.jsonl.resume"
+    resume.write_text(json.dumps({"version": 1, "agent_calls": {"a": 5, "b": 1}}))
+    assert read_sizes(plain) == read_sizes(resume) == {"a": 5, "b": 1}
+    for bad in ("[1]", '{"a": -1}', '{"a": 1.5}', "not json"):
+        plain.write_text(bad)
+        with pytest.raises(ShardError) as refused:
+            read_sizes(plain)
+        assert refused.value.exit_code == 2
+    with pytest.raises(ShardError):
+        resolve_shard(None, None, resume)  # sizes without a shard
+    assert resolve_shard("1/2", None, resume) == Shard(1, 2)
