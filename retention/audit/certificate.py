@@ -90,7 +90,6 @@ class SweepFacts:
     first_redacted_at: str | None = None
     last_redacted_at: str | None = None
     not_found: int = 0
-    failed_lines: int = 0
     open_intents: dict[str, int] = field(default_factory=dict)  # call id -> its seq
     last_line_seq: int = 0  # the last line about the policy
     covering: CoveringCheckpoint | None = None
@@ -223,8 +222,6 @@ class SweepReader:
         run.logged[event] += 1
         if event == "not_found":
             facts.not_found += 1
-        elif event == "failed":
-            facts.failed_lines += 1
         elif event in REDACTION_EVENTS:
             self._erased(run, event, seq, call_id, record)
 

@@ -14,8 +14,7 @@ from typing import Any, Final
 
 GENESIS_HASH: Final = "0" * 64
 
-# Keys every line carries, and the extra keys each event needs.
-COMMON_KEYS: Final = ("ts", "run_id", "event", "seq", "hash")
+# The keys each event needs beyond ts, run_id, event, seq and hash.
 EVENT_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
     "run_started": (),
     "run_finished": (),

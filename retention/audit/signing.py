@@ -35,7 +35,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from retention.errors import UserError
 
 CHECKPOINT_EVENT: Final = "checkpoint"
-CHECKPOINT_KEYS: Final = ("covers_seq", "covers_hash", "key", "signature")
 PRIVATE_MODE: Final = 0o600
 PUBLIC_MODE: Final = 0o644
 _UNSIGNED: Final = frozenset({"seq", "hash", "signature"})

@@ -109,7 +109,6 @@ class FileSummary:
 @dataclass(slots=True)
 class RunSummary:
     run_id: str
-    first_line: int
     started_at: datetime | None = None
     finished_at: datetime | None = None
     dry_run: bool | None = None
@@ -152,7 +151,6 @@ class LogSummary:
     last_redacted_at: datetime | None = None
     problem: Problem | None = None
     problems: int = 0
-    chain_checked_lines: int = 0  # lines whose chain link held
     run_holds_lock: bool = False  # a live run was appending while the file was read
     in_flight: int = 0  # intents open at the end that the live run is still settling
     writing_line: bool = False  # the last line was still being written by the live run
@@ -376,7 +374,6 @@ class Verifier:
         self._meet_witness(number, seq, recorded)
         self.summary.last_seq = seq
         self.summary.last_hash = recorded
-        self.summary.chain_checked_lines += 1
         return True
 
     def _check_record(self, number: int, record: dict[str, Any]) -> None:
@@ -403,7 +400,7 @@ class Verifier:
         self.summary.events[event] += 1
         run = self.summary.runs.get(run_id)
         if run is None:
-            run = self.summary.runs[run_id] = RunSummary(run_id, first_line=number)
+            run = self.summary.runs[run_id] = RunSummary(run_id)
         if event == "run_started":
             run.started_at = instant
             run.dry_run = _dry_run_flag(record)

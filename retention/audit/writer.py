@@ -92,13 +92,11 @@ class ScanResult:
     last_seq: int = 0
     last_hash: str = GENESIS_HASH
     open_intents: dict[str, OpenIntent] = field(default_factory=dict)
-    torn_bytes: int = 0  # length of a torn last line that was moved aside
     last_event: str = ""
     signed: bool = False  # the log holds a checkpoint: a rotation must end on one
     # The safety belts' history: `deleted` of the latest execute runs' run_finished
-    # lines, oldest first (bounded: HISTORY_RUNS), and how many such runs there were.
+    # lines, oldest first (bounded: HISTORY_RUNS).
     history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_RUNS))
-    execute_runs: int = 0
 
 
 def deleted_count(record: Mapping[str, Any]) -> int:
@@ -365,7 +363,6 @@ class AuditLog:
                     raise self._damaged(raw.number, "a line far too long to be an audit record")
                 if not raw.complete:
                     self._cut_torn_tail(offset, raw.data, raw.number)
-                    result.torn_bytes = len(raw.data)
                     break
                 offset += len(raw.data)
                 try:
@@ -398,7 +395,6 @@ class AuditLog:
         elif event in OUTCOME_EVENTS and isinstance(call_id, str):
             result.open_intents.pop(call_id, None)
         elif event == "run_finished" and record.get("dry_run") is False:
-            result.execute_runs += 1
             result.history.append(deleted_count(record))
 
     def _damaged(self, number: int, detail: str) -> AuditLogError:

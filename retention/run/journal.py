@@ -62,9 +62,6 @@ class Journal:
         self.log = log
         self.run_id = run_id
         self.checkpoints = checkpoints
-        self.lines_written = 0
-        self.checkpoints_written = 0
-        self.batches = 0
         self._uncovered = 0  # lines of this run since its last checkpoint
         self._checkpointed_at = time.monotonic() if checkpoints else 0.0
         self._send: MemoryObjectSendStream[_Pending]
@@ -134,7 +131,6 @@ class Journal:
     def _write(self, lines: list[bytes], witnessed: list[tuple[int, bytes]]) -> None:
         """Write and fsync the lines, then witness their checkpoints. Blocking: in a thread."""
         self.log.write_lines(lines)
-        self.checkpoints_written += len(witnessed)
         witness = self.checkpoints.witness if self.checkpoints else None
         if witness is None:
             return
@@ -160,7 +156,5 @@ class Journal:
                 pending.error = err
                 pending.written.set()
             raise
-        self.lines_written += len(batch)
-        self.batches += 1
         for pending in batch:
             pending.written.set()
