@@ -26,7 +26,7 @@ from retention.api.client import CartesiaClient, check_base_url
 from retention.api.limiter import RateLimiter
 from retention.audit.certificate import OPEN_INTENTS_LISTED, SweepFacts, read_sweep
 from retention.audit.certificate_doc import WRITERS, DocumentWriter, writer_for
-from retention.audit.command import ApiOptions, CredentialsRefused
+from retention.audit.command import ApiOptions, refused_exit
 from retention.audit.erasure_check import ErasureCheck, check_erasures
 from retention.audit.evidence import iso, verdict_line
 from retention.audit.signing import load_public_keys
@@ -268,11 +268,7 @@ def _exit(check: ErasureCheck | None) -> int:
     if check is None:
         return ExitCode.OK
     if check.refused_status is not None:
-        message = f"the API refused the credentials (HTTP {check.refused_status})"
-        if check.checked == 0:
-            raise CredentialsRefused(message + "; nothing was checked", where="--api")
-        click.echo(f"retention: error: --api: {message} after {check.checked} checks", err=True)
-        return ExitCode.CREDENTIALS_REFUSED
+        return refused_exit(check.refused_status, check.checked)
     if not check.holds:
         click.echo(
             f"retention: the API does not confirm {check.checked - check.confirmed} "

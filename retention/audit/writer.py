@@ -43,7 +43,7 @@ from retention.audit.reader import LineFormatError, iter_lines, parse_line
 from retention.audit.segments import CarriedIntent, RotationState, read_state, state_path
 from retention.audit.signing import CHECKPOINT_EVENT
 from retention.durable import fsync_dir, write_all
-from retention.errors import ExitCode, UserError
+from retention.errors import AuditLogLocked, UserError
 from retention.log import get_logger
 
 _log = get_logger(__name__)
@@ -55,12 +55,6 @@ LOCK_PATIENCE: Final = 0.5
 _LOCK_POLL: Final = 0.02
 HISTORY_RUNS: Final = 10  # execute runs the surge guard's median looks back over
 _LOCK_BUSY: Final = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-
-
-class AuditLogLocked(UserError):
-    """Another run holds the audit log's lock (exit 6)."""
-
-    exit_code = ExitCode.LOCKED
 
 
 class AuditLogError(UserError):

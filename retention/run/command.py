@@ -35,7 +35,7 @@ from retention.api.retry import RetryPolicy
 from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
 from retention.audit.writer import AuditLog, AuditWriteError
-from retention.errors import ExitCode, UserError
+from retention.errors import ApiUnreachable, CredentialsRefused, ExitCode, FatalError, UserError
 from retention.log import configure, get_logger
 from retention.plan.store import Plan, PlanWriter
 from retention.policy.model import PolicySet
@@ -62,14 +62,6 @@ DEFAULT_CONCURRENCY: Final = 32
 DEFAULT_RATE: Final = 400.0
 DEFAULT_GRACE_PERIOD: Final = 20.0
 DEFAULT_AUDIT_LOG: Final = Path("retention-audit.jsonl")
-
-
-class CredentialsRefused(UserError):
-    """GET /agents answered 401/403: the key is wrong, found before any deletion (exit 2)."""
-
-
-class ApiUnreachable(UserError):
-    """The first request could not connect, or the base URL has no /agents (exit 2)."""
 
 
 class RunFailed(Exception):
@@ -200,10 +192,10 @@ def run_command(settings: RunSettings) -> int:
             except BaseException as err:
                 code = _failure_code(_unwrap(err))
             code = _rotate_if_due(settings, audit, run_id, code)
-    except (UserError, KeyboardInterrupt) as err:
+    except (FatalError, KeyboardInterrupt) as err:
         # Exits 2, 5 and 6 end here: their metrics are pushed too, with this run_id.
-        stats.exit_code = err.exit_code if isinstance(err, UserError) else ExitCode.INTERRUPTED
-        if isinstance(err, UserError):
+        stats.exit_code = err.exit_code if isinstance(err, FatalError) else ExitCode.INTERRUPTED
+        if isinstance(err, FatalError):
             err.run_id = run_id
         if stats.finished_unix is None:
             stats.finished_unix = time.time()
@@ -271,7 +263,7 @@ def _rotate_if_due(settings: RunSettings, audit: AuditLog, run_id: str, code: in
     witness = Witness(settings.witness) if settings.witness else None
     try:
         rotate(audit, run_id=run_id, signer=settings.signer, witness=witness)
-    except (OSError, UserError, WitnessWriteError) as err:
+    except (OSError, FatalError, WitnessWriteError) as err:
         # Every line is still in the log (a rotation never loses one); the next run retries.
         _log.error("run.rotation_failed", error=str(err))
         return code or ExitCode.SOME_FAILED
@@ -291,7 +283,7 @@ def _unwrap(err: BaseException) -> BaseException:
 
 
 def _failure_code(err: BaseException) -> int:
-    if isinstance(err, UserError):
+    if isinstance(err, FatalError):
         raise err
     if isinstance(err, AuditWriteError | RunFailed):
         _log.error("run.failed", error=str(err))

@@ -25,11 +25,10 @@ from retention.audit.verify import verify_log
 from retention.audit.writer import (
     AuditLog,
     AuditLogError,
-    AuditLogLocked,
     run_holds_lock,
     torn_path,
 )
-from retention.errors import ExitCode
+from retention.errors import AuditLogLocked, ExitCode
 from retention.run.journal import Journal
 from tests.run.spellings import ALL, DIRECTORY_TRICKS, Trick, spell, tricks
 
