@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from retention import __version__
+from retention.audit.events import LOGGED_OUTCOMES, RunMode
 from retention.audit.proof import ApiProof
 from retention.audit.verify import LogSummary
 from retention.errors import UserError
 
 REPORT_SUFFIXES: Final = (".md", ".json")
 RUNS_PRINTED: Final = 20
-OUTCOME_ORDER: Final = ("deleted", "already_redacted", "not_found", "failed")
+OUTCOME_ORDER: Final = tuple(str(event) for event in LOGGED_OUTCOMES)
 LIVE_RUN_NOTE: Final = (
     "a run holds the lock: intents still being settled are reported as in flight, not as broken"
 )
@@ -315,7 +316,7 @@ def summary_text(summary: LogSummary, proof: ApiProof | None) -> str:
     if len(runs) > RUNS_PRINTED:
         out.append(f"  ({len(runs) - RUNS_PRINTED} earlier runs not shown; see --report)")
     for run in runs[-RUNS_PRINTED:]:
-        mode = {True: "dry run", False: "execute", None: "mode ?"}[run["dry_run"]]
+        mode = "mode ?" if run["dry_run"] is None else RunMode.of(run["dry_run"])
         counts = " ".join(f"{k}={v}" for k, v in run["outcomes"].items()) or "no deletions"
         out.append(
             f"  {run['run_id']}  {run['started_at'] or '?'} -> {run['finished_at'] or 'unfinished'}"

@@ -21,9 +21,10 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
+from retention.audit.events import REDACTION_EVENTS
 from retention.audit.reader import LineFormatError, parse_line
 from retention.audit.segments import iter_log_lines
-from retention.audit.verify import REDACTION_EVENTS, parse_instant
+from retention.audit.verify import parse_instant
 
 MISMATCHES_KEPT: Final = 20
 MismatchKind = Literal["differs", "not_redacted", "not_found", "unreadable"]

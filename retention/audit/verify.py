@@ -42,7 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, chain_hash
+from retention.audit.chain import GENESIS_HASH, chain_hash
+from retention.audit.events import EVENT_KEYS, OUTCOME_EVENTS, REDACTION_EVENTS, Event
 from retention.audit.reader import (
     AuditFileError,
     LineFormatError,
@@ -60,7 +61,7 @@ from retention.audit.segments import (
     read_state,
     state_path,
 )
-from retention.audit.signing import CHECKPOINT_EVENT, PublicKey, check_signature
+from retention.audit.signing import PublicKey, check_signature
 from retention.audit.witness import Witnessed, read_witness
 
 ProblemKind = Literal[
@@ -77,7 +78,6 @@ ProblemKind = Literal[
     "witness",
     "segment",
 ]
-REDACTION_EVENTS: Final = frozenset({"deleted", "already_redacted"})
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _ID_KEYS: Final = frozenset({"call_id", "agent_id", "policy"})
 
@@ -401,16 +401,16 @@ class Verifier:
         run = self.summary.runs.get(run_id)
         if run is None:
             run = self.summary.runs[run_id] = RunSummary(run_id)
-        if event == "run_started":
+        if event == Event.RUN_STARTED:
             run.started_at = instant
             run.dry_run = _dry_run_flag(record)
-        elif event == "run_finished":
+        elif event == Event.RUN_FINISHED:
             run.finished_at = instant
-        elif event == "delete_requested":
+        elif event == Event.DELETE_REQUESTED:
             self._intent(number, record)
         elif event in OUTCOME_EVENTS:
             self._outcome(number, event, record, run)
-        elif event == CHECKPOINT_EVENT and not missing:
+        elif event == Event.CHECKPOINT and not missing:
             self._checkpoint(number, record)
 
     def _checkpoint(self, number: int, record: dict[str, Any]) -> None:
@@ -522,7 +522,7 @@ class Verifier:
                 summary.first_redacted_at = redacted_at
             if summary.last_redacted_at is None or redacted_at > summary.last_redacted_at:
                 summary.last_redacted_at = redacted_at
-        elif event == "failed" and not isinstance(record.get("error", ""), str):
+        elif event == Event.FAILED and not isinstance(record.get("error", ""), str):
             self._report(number, "bad_value", "`error` must be text")
         self.summary.outcomes[event] += 1
         self.summary.by_policy.setdefault(policy, Counter())[event] += 1

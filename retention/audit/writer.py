@@ -38,10 +38,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, encode_line, seal
+from retention.audit.chain import GENESIS_HASH, encode_line, seal
+from retention.audit.events import EVENT_KEYS, OUTCOME_EVENTS, Event, Outcome
 from retention.audit.reader import LineFormatError, iter_lines, parse_line
 from retention.audit.segments import CarriedIntent, RotationState, read_state, state_path
-from retention.audit.signing import CHECKPOINT_EVENT
 from retention.durable import fsync_dir, write_all
 from retention.errors import AuditLogLocked, UserError
 from retention.log import get_logger
@@ -97,7 +97,7 @@ def deleted_count(record: Mapping[str, Any]) -> int:
     """The calls a run_finished line says its run deleted (0 when it does not say)."""
     counts = record.get("counts")
     outcomes = counts.get("outcomes") if isinstance(counts, dict) else None
-    deleted = outcomes.get("deleted") if isinstance(outcomes, dict) else None
+    deleted = outcomes.get(Outcome.DELETED) if isinstance(outcomes, dict) else None
     return deleted if type(deleted) is int and deleted >= 0 else 0
 
 
@@ -374,9 +374,9 @@ class AuditLog:
             raise self._damaged(number, f"seq {seq} does not follow {result.last_seq}")
         result.lines, result.last_seq, result.last_hash = number, seq, digest
         result.last_event = event
-        result.signed = result.signed or event == CHECKPOINT_EVENT
+        result.signed = result.signed or event == Event.CHECKPOINT
         call_id = record.get("call_id")
-        if event == "delete_requested" and isinstance(call_id, str):
+        if event == Event.DELETE_REQUESTED and isinstance(call_id, str):
             result.open_intents[call_id] = OpenIntent(
                 call_id,
                 str(record.get("agent_id", "")),
@@ -388,7 +388,7 @@ class AuditLog:
             )
         elif event in OUTCOME_EVENTS and isinstance(call_id, str):
             result.open_intents.pop(call_id, None)
-        elif event == "run_finished" and record.get("dry_run") is False:
+        elif event == Event.RUN_FINISHED and record.get("dry_run") is False:
             result.history.append(deleted_count(record))
 
     def _damaged(self, number: int, detail: str) -> AuditLogError:
@@ -439,7 +439,7 @@ class AuditLog:
             sealed = seal(self.scan.last_hash, self.scan.last_seq + 1, record)
             self.scan.last_seq, self.scan.last_hash = sealed["seq"], sealed["hash"]
             self.scan.last_event = str(event)
-            self.scan.signed = self.scan.signed or event == CHECKPOINT_EVENT
+            self.scan.signed = self.scan.signed or event == Event.CHECKPOINT
             lines.append(encode_line(sealed))
         return lines
 

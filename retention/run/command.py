@@ -32,6 +32,7 @@ from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
 from retention.api.limiter import RateLimiter
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
+from retention.audit.events import Event, Outcome, RunMode
 from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
 from retention.audit.writer import AuditLog, AuditWriteError
@@ -173,9 +174,9 @@ def run_command(settings: RunSettings) -> int:
         shard=str(settings.shard) if settings.shard else None,
         policy_sources=tuple((s.path, s.sha256) for s in settings.policies.sources),
         policies=settings.policies.policies,
-        mode="plan"
+        mode=RunMode.PLAN
         if settings.planner is not None
-        else "apply"
+        else RunMode.APPLY
         if settings.plan is not None
         else None,
         plan_sha256=settings.plan.sha256 if settings.plan is not None else None,
@@ -388,7 +389,7 @@ async def _supervised(
         side.start_soon(lambda: show_progress(stats, refresh, interval=settings.progress_interval))
         try:
             await journal.write(
-                "run_started",
+                Event.RUN_STARTED,
                 {
                     "dry_run": not settings.execute,
                     "version": __version__,
@@ -429,7 +430,7 @@ async def _supervised(
             stats.finished_unix = time.time()
             with anyio.CancelScope(shield=True):
                 await journal.write(
-                    "run_finished",
+                    Event.RUN_FINISHED,
                     {
                         "dry_run": not settings.execute,
                         "exit_code": int(code),
@@ -463,7 +464,7 @@ def _names(settings: RunSettings, path: str) -> list[str]:
 def _exit_code(stats: RunStats, control: RunControl, incomplete: bool) -> int:
     if control.reason is not None:
         return STOP_EXIT_CODES[control.reason]
-    unsettled = stats.outcomes["failed"] or stats.outcomes["unconfirmed"]
+    unsettled = stats.outcomes[Outcome.FAILED] or stats.outcomes[Outcome.UNCONFIRMED]
     if incomplete or unsettled or stats.agents_failed:
         return ExitCode.SOME_FAILED
     return ExitCode.OK

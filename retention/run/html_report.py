@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from retention.audit.events import Outcome, RunMode
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
 from retention.run.html import Cell, Chart, Code, Column, Figure, Table, bar_chart, render
@@ -365,7 +366,7 @@ class PlanApplied:
 
 def _plan_applied(stats: RunStats, context: RunContext) -> PlanApplied | None:
     """`apply`: the planned calls not deleted (by reason) and the due calls not planned."""
-    if context.mode_name != "apply":
+    if context.mode_name != RunMode.APPLY:
         return None
     rows: list[tuple[Cell, ...]] = [
         (f"dropped: {reason}", n)
@@ -373,8 +374,8 @@ def _plan_applied(stats: RunStats, context: RunContext) -> PlanApplied | None:
         if n
     ]
     rows += [
-        ("dropped (all reasons)", stats.outcomes["dropped"]),
-        ("due now, not in the plan", stats.outcomes["not_in_plan"]),
+        ("dropped (all reasons)", stats.outcomes[Outcome.DROPPED]),
+        ("due now, not in the plan", stats.outcomes[Outcome.NOT_IN_PLAN]),
     ]
     table = Table("plan-applied", (Column("calls"), Column("count", True)), rows)
     return PlanApplied(context.plan_sha256 or "—", table)

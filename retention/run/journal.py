@@ -22,6 +22,7 @@ from typing import Any, Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from retention.audit.events import Event
 from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
 from retention.audit.writer import AuditLog, AuditWriteError, utc_timestamp
@@ -69,10 +70,10 @@ class Journal:
         self._send, self._receive = anyio.create_memory_object_stream[_Pending](buffer)
         self._failure: AuditWriteError | None = None
 
-    def record(self, event: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        return {"ts": utc_timestamp(), "run_id": self.run_id, "event": event, **fields}
+    def record(self, event: Event, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return {"ts": utc_timestamp(), "run_id": self.run_id, "event": str(event), **fields}
 
-    async def write(self, event: str, fields: Mapping[str, Any], *, durable: bool = True) -> None:
+    async def write(self, event: Event, fields: Mapping[str, Any], *, durable: bool = True) -> None:
         """Hand a record to the writer; with `durable`, return once it is fsync'd."""
         if self._failure is not None:
             raise self._failure

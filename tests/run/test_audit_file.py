@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from retention.audit.chain import GENESIS_HASH, chain_hash
+from retention.audit.events import Event
 from retention.audit.verify import verify_log
 from retention.audit.writer import (
     AuditLog,
@@ -137,7 +138,7 @@ def test_the_journal_commits_waiting_records_in_batches(
                     for n in range(50):
                         workers.start_soon(
                             journal.write,
-                            "delete_requested",
+                            Event.DELETE_REQUESTED,
                             {"call_id": f"c{n}", "agent_id": "a", "policy": "p"},
                         )
                 await journal.close()
