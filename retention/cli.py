@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from retention import __version__
+from retention.audit.events import Event
 from retention.errors import ExitCode, FatalError, UserError
 
 
@@ -324,8 +325,8 @@ def audit_report(file: Path, html_out: Path) -> int:
 
     tally = report_command(file, html_out)
     click.echo(
-        f"wrote {html_out}: {tally.all_runs} runs, {tally.events['deleted']} deletions, "
-        f"{tally.events['failed']} failures, {tally.lines} lines read"
+        f"wrote {html_out}: {tally.all_runs} runs, {tally.events[Event.DELETED]} deletions, "
+        f"{tally.events[Event.FAILED]} failures, {tally.lines} lines read"
     )
     return 0
 

@@ -19,6 +19,7 @@ from typing import Any, Final
 import click
 import httpx
 
+from retention.audit.events import Outcome
 from retention.errors import UserError
 from retention.plan.store import FORMAT, Plan, PlanError, PlanWriter, open_plan
 from retention.run.command import RunSettings, run_command
@@ -101,7 +102,8 @@ def publish_plan(settings: RunSettings, stats: RunStats, run_id: str, code: int)
 
 
 def _planned(table: dict[str, Any]) -> dict[str, int]:
-    return {key: int(c["would_delete"]) for key, c in sorted(table.items()) if c["would_delete"]}
+    acted = Outcome.WOULD_DELETE
+    return {key: int(c[acted]) for key, c in sorted(table.items()) if c[acted]}
 
 
 # -- apply -----------------------------------------------------------------------
