@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from retention import __version__
+from retention import __version__, markdown
 from retention.audit.events import LOGGED_OUTCOMES, RunMode
 from retention.audit.proof import ApiProof
 from retention.audit.verify import LogSummary
+from retention.durable import replace_text
 from retention.errors import UserError
 
 REPORT_SUFFIXES: Final = (".md", ".json")
@@ -208,12 +209,7 @@ def _proof_data(proof: ApiProof) -> dict[str, Any]:
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    def cell(value: Any) -> str:
-        return "—" if value is None else str(value).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
-    return [*lines, ""]
+    return [*markdown.table(header, rows), ""]
 
 
 def _yes_no(flag: bool | None) -> str | None:
@@ -292,10 +288,8 @@ def write_report(path: Path, data: dict[str, Any]) -> None:
         if path.suffix.lower() == ".json"
         else to_markdown(data) + "\n"
     )
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        replace_text(path, text)
     except OSError as err:
         raise ReportPathError(
             f"cannot write the report ({os.strerror(err.errno) if err.errno else err})",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from retention import __version__
+from retention import __version__, markdown
 from retention.api.models import Call
 from retention.audit.events import Outcome, RunMode
+from retention.durable import replace_text, temp_path
 from retention.errors import UserError
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
@@ -96,7 +96,7 @@ class Report:
         self._failure: str | None = None  # why the CSV could not be written, if it failed
 
     def open(self) -> None:
-        target = self.path if self.format == "csv" else _temp_path(self.path)
+        target = self.path if self.format == "csv" else temp_path(self.path)
         try:
             handle = target.open("w", encoding="utf-8", newline="")
         except OSError as err:
@@ -146,10 +146,8 @@ class Report:
                 raise ReportError(f"cannot write {self.path}: {self._failure}", where="--report")
             return
         text = render(self.format, stats, context)
-        temp = _temp_path(self.path)
         try:
-            temp.write_text(text, encoding="utf-8")
-            os.replace(temp, self.path)
+            replace_text(self.path, text)
         except OSError as err:
             raise ReportError(
                 f"cannot write {self.path}: {err.strerror or err}", where="--report"
@@ -178,10 +176,6 @@ def render(fmt: ReportFormat, stats: RunStats, context: RunContext) -> str:
     if fmt == "json":
         return json.dumps(totals, indent=2, sort_keys=False) + "\n"
     return render_markdown(totals)
-
-
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
 
 
 def _iso(unix: float | None) -> str | None:
@@ -300,14 +294,7 @@ def _table(title: str, rows: Sequence[tuple[str, ...]], header: tuple[str, ...])
     lines = [f"## {title}", ""]
     if not rows:
         return [*lines, "None.", ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    lines.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows)
-    return [*lines, ""]
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return [*lines, *markdown.table(header, rows), ""]
 
 
 def _by_count(groups: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -429,7 +416,7 @@ def _policies_section(policies: Sequence[Mapping[str, Any]]) -> list[str]:
     notes = [o["note"] for p in policies for o in p.get("overridden_by", [])]
     if notes:
         lines += ["## Sweeps overridden by retention rules", ""]
-        lines += [f"- {_md_cell(note)}" for note in notes]
+        lines += [f"- {markdown.cell(note)}" for note in notes]
         lines.append("")
     return lines
 
