@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 
@@ -75,3 +76,16 @@ class RunMode(enum.StrEnum):
     def label(self) -> str:
         """The Prometheus `mode` label: `dry_run`, `execute`, ..."""
         return self.value.replace(" ", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIntent:
+    """A `delete_requested` line that has no outcome yet."""
+
+    call_id: str
+    agent_id: str
+    policy: str
+    run_id: str
+    line: int  # in the live file; 0 for an intent carried over a rotation
+    ts: str = ""  # when the intent was written (RFC 3339), for recovery's settle window
+    seq: int = 0

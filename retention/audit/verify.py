@@ -43,7 +43,13 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from retention.audit.chain import GENESIS_HASH, chain_hash
-from retention.audit.events import EVENT_KEYS, OUTCOME_EVENTS, REDACTION_EVENTS, Event
+from retention.audit.events import (
+    EVENT_KEYS,
+    OUTCOME_EVENTS,
+    REDACTION_EVENTS,
+    Event,
+    OpenIntent,
+)
 from retention.audit.reader import (
     AuditFileError,
     LineFormatError,
@@ -113,13 +119,6 @@ class RunSummary:
     finished_at: datetime | None = None
     dry_run: bool | None = None
     outcomes: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass(frozen=True, slots=True)
-class OpenIntent:
-    line: int
-    agent_id: str
-    policy: str
 
 
 @dataclass(slots=True)
@@ -489,7 +488,9 @@ class Verifier:
                 f"delete_requested for call {call_id} has no outcome before the next "
                 f"delete_requested for it at line {number}",
             )
-        self._open[call_id] = OpenIntent(number, agent_id, policy)
+        self._open[call_id] = OpenIntent(
+            call_id, agent_id, policy, str(record.get("run_id", "")), number
+        )
 
     def _outcome(self, number: int, event: str, record: dict[str, Any], run: RunSummary) -> None:
         ids = self._ids(number, record)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from retention.audit.chain import GENESIS_HASH, encode_line, seal
-from retention.audit.events import EVENT_KEYS, OUTCOME_EVENTS, Event, Outcome
+from retention.audit.events import EVENT_KEYS, OUTCOME_EVENTS, Event, OpenIntent, Outcome
 from retention.audit.reader import LineFormatError, iter_lines, parse_line
 from retention.audit.segments import CarriedIntent, RotationState, read_state, state_path
 from retention.durable import fsync_dir, write_all
@@ -63,19 +63,6 @@ class AuditLogError(UserError):
 
 class AuditWriteError(Exception):
     """Writing or syncing the audit log failed mid-run: no deletion may go on without it."""
-
-
-@dataclass(frozen=True, slots=True)
-class OpenIntent:
-    """A `delete_requested` line that has no outcome yet."""
-
-    call_id: str
-    agent_id: str
-    policy: str
-    run_id: str
-    line: int  # in the live file; 0 for an intent carried over a rotation
-    ts: str = ""  # when the intent was written (RFC 3339), for recovery's settle window
-    seq: int = 0
 
 
 @dataclass

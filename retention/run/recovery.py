@@ -26,8 +26,7 @@ import msgspec
 from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
 from retention.api.ids import is_valid_id
-from retention.audit.events import Event
-from retention.audit.writer import OpenIntent
+from retention.audit.events import Event, OpenIntent
 from retention.log import get_logger
 from retention.policy.decision import ListingSkip
 from retention.run.control import RunStopped
