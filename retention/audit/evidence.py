@@ -21,6 +21,7 @@ from retention.audit.proof import ApiProof
 from retention.audit.verify import LogSummary
 from retention.durable import replace_text
 from retention.errors import UserError
+from retention.timestamps import rfc3339
 
 REPORT_SUFFIXES: Final = (".md", ".json")
 RUNS_PRINTED: Final = 20
@@ -46,9 +47,7 @@ def check_report_path(path: Path) -> None:
 
 
 def iso(instant: datetime | None) -> str | None:
-    if instant is None:
-        return None
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if instant is None else rfc3339(instant)
 
 
 def verdict_line(summary: LogSummary, proof: ApiProof | None) -> str:

@@ -34,6 +34,7 @@ from retention.run.html import Cell, Code, Column, Figure, Table, bar_chart, ren
 from retention.run.html_report import STOP_WORDS
 from retention.run.paths import check_outputs
 from retention.run.stats import MAX_CAUSES, OTHER_CAUSE
+from retention.timestamps import rfc3339
 
 MAX_RUNS: Final = 200  # runs listed one per row; earlier ones share one row
 MAX_DAYS: Final = 366  # days listed one per row; earlier ones share one row
@@ -288,7 +289,7 @@ def _header(tally: LogTally, about: LogFacts) -> list[tuple[str, Cell]]:
         ("Lines", str(tally.lines)),
         ("First line", tally.first_ts or "—"),
         ("Last line", tally.last_ts or "—"),
-        ("Report made", about.made_at.isoformat(timespec="seconds").replace("+00:00", "Z")),
+        ("Report made", rfc3339(about.made_at, "seconds")),
         ("Tool version", f"cartesia-retention {__version__}"),
     ]
     if tally.unreadable:

@@ -45,6 +45,7 @@ from retention.audit.segments import CarriedIntent, RotationState, read_state, s
 from retention.durable import fsync_dir, write_all
 from retention.errors import AuditLogLocked, UserError
 from retention.log import get_logger
+from retention.timestamps import rfc3339
 
 _log = get_logger(__name__)
 
@@ -90,8 +91,7 @@ def deleted_count(record: Mapping[str, Any]) -> int:
 
 def utc_timestamp(instant: datetime | None = None) -> str:
     """RFC 3339 in UTC with a `Z`, millisecond precision."""
-    moment = (instant or datetime.now(UTC)).astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(instant or datetime.now(UTC), "milliseconds")
 
 
 def resolve_log(path: Path) -> Path:

@@ -25,6 +25,7 @@ from retention.plan.store import FORMAT, Plan, PlanError, PlanWriter, open_plan
 from retention.run.command import RunSettings, run_command
 from retention.run.flags import settings_from_flags
 from retention.run.stats import RunStats
+from retention.timestamps import rfc3339
 
 DEFAULT_MAX_PLAN_AGE: Final = "7d"
 _AGE = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
@@ -44,7 +45,7 @@ def _base_url(url: str) -> str:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return rfc3339(moment, "seconds")
 
 
 # -- plan ------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from retention.run.report import Report, RunContext
 from retention.run.rotation import rotate
 from retention.run.shard import Shard
 from retention.run.stats import RunStats
+from retention.timestamps import rfc3339
 
 _log = get_logger(__name__)
 
@@ -122,7 +123,7 @@ class RunSettings:
             "rate": self.effective_rate,
             "max_deletes": self.max_deletes,
             "grace_period": self.grace_period,
-            "now": self.now.isoformat().replace("+00:00", "Z"),
+            "now": rfc3339(self.now),
             "shard": str(self.shard) if self.shard else None,
             **self._evidence_options(),
         }

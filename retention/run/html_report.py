@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Final
 
 from retention.audit.events import Outcome, RunMode
@@ -21,6 +21,7 @@ from retention.policy.model import Kind, Policy
 from retention.run.html import Cell, Chart, Code, Column, Figure, Table, bar_chart, render
 from retention.run.report import OUTCOME_ORDER, RunContext
 from retention.run.stats import AGE_BUCKETS, DEAD_HOLD, FORECAST_BUCKETS, RunStats
+from retention.timestamps import rfc3339, rfc3339_unix
 
 TOP_AGENTS: Final = 15
 TOP_REGIONS: Final = 15
@@ -97,7 +98,7 @@ def _lede(stats: RunStats, context: RunContext) -> str:
 def _when(unix: float | None) -> str:
     if unix is None:
         return "not finished"
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return rfc3339_unix(unix)
 
 
 def duration_words(seconds: float) -> str:
@@ -116,7 +117,7 @@ def _header(stats: RunStats, context: RunContext) -> list[tuple[str, Cell]]:
     stopped = (
         STOP_WORDS.get(stats.stop_reason or "", stats.stop_reason) or "nothing (ran to the end)"
     )
-    now = context.now.isoformat().replace("+00:00", "Z")
+    now = rfc3339(context.now)
     return [
         ("Run id", Code(context.run_id)),
         ("Mode", context.mode_name),

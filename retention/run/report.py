@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
@@ -26,6 +26,7 @@ from retention.errors import UserError
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
 from retention.run.stats import DEAD_HOLD, RunStats
+from retention.timestamps import rfc3339, rfc3339_unix
 
 ReportFormat = Literal["csv", "json", "md", "html"]
 CSV_HEADER: Final = (
@@ -116,7 +117,7 @@ class Report:
             return
         origin = call.age_origin
         age = f"{(now - origin).total_seconds() / 86400:.1f}" if origin is not None else ""
-        start = call.start_time.isoformat().replace("+00:00", "Z") if call.start_time else ""
+        start = rfc3339(call.start_time) if call.start_time else ""
         try:
             self._csv.writerow(
                 (
@@ -179,10 +180,7 @@ def render(fmt: ReportFormat, stats: RunStats, context: RunContext) -> str:
 
 
 def _iso(unix: float | None) -> str | None:
-    if unix is None:
-        return None
-    moment = datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
-    return moment.replace("+00:00", "Z")
+    return None if unix is None else rfc3339_unix(unix)
 
 
 def _counts(counter: Mapping[str, int]) -> dict[str, int]:
@@ -205,7 +203,7 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
     return {
         "run_id": context.run_id,
         "dry_run": context.dry_run,
-        "now": context.now.isoformat().replace("+00:00", "Z"),
+        "now": rfc3339(context.now),
         "shard": context.shard,
         "mode": context.mode_name.value,
         "version": context.version,
