@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import click
 
 from retention import __version__
-from retention.errors import ExitCode, UserError
+from retention.audit.events import Event
+from retention.errors import ExitCode, FatalError, UserError
 
 
 class _FiniteFloat(click.FloatRange):
@@ -324,8 +325,8 @@ def audit_report(file: Path, html_out: Path) -> int:
 
     tally = report_command(file, html_out)
     click.echo(
-        f"wrote {html_out}: {tally.all_runs} runs, {tally.events['deleted']} deletions, "
-        f"{tally.events['failed']} failures, {tally.lines} lines read"
+        f"wrote {html_out}: {tally.all_runs} runs, {tally.events[Event.DELETED]} deletions, "
+        f"{tally.events[Event.FAILED]} failures, {tally.lines} lines read"
     )
     return 0
 
@@ -661,9 +662,9 @@ def demo(workdir: Path | None) -> int:
     return run_demo(DemoOptions(workdir=workdir), click.echo)
 
 
-def _first_leaf(group: BaseExceptionGroup[UserError]) -> UserError:
+def _first_leaf(group: BaseExceptionGroup[FatalError]) -> FatalError:
     inner = group.exceptions[0]
-    return inner if isinstance(inner, UserError) else _first_leaf(inner)
+    return inner if isinstance(inner, FatalError) else _first_leaf(inner)
 
 
 def _fatal(
@@ -685,16 +686,16 @@ def _fatal(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI, turn user errors into one line and exit 2."""
+    """Console entry point: run the CLI, turn a fatal error into one line and its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = cli.main(args=argv, prog_name="retention", standalone_mode=False)
-    except UserError as err:
+    except FatalError as err:
         _fatal(args, str(err), err.exit_code, err.run_id)
         sys.exit(err.exit_code)
     except BaseExceptionGroup as group:
-        # User errors raised inside a task group: report the first one, as above.
-        users, others = group.split(UserError)
+        # Fatal errors raised inside a task group: report the first one, as above.
+        users, others = group.split(FatalError)
         if users is None or others is not None:
             raise
         first = _first_leaf(users)

@@ -26,6 +26,7 @@ import anyio
 
 from retention.api.client import CartesiaClient
 from retention.audit.command import ApiOptions, verify_command
+from retention.audit.events import Event, Outcome
 from retention.audit.html_report import report_command
 from retention.errors import ExitCode, UserError
 from retention.plan.command import DEFAULT_MAX_PLAN_AGE, check_plan, parse_age
@@ -243,9 +244,9 @@ def _last_run_counts(audit_log: Path) -> dict[str, Any]:
     counts: dict[str, Any] = {}
     with audit_log.open(encoding="utf-8") as lines:
         for line in lines:
-            if '"run_finished"' in line:
+            if f'"{Event.RUN_FINISHED}"' in line:
                 record = json.loads(line)
-                if record.get("event") == "run_finished":
+                if record.get("event") == Event.RUN_FINISHED:
                     counts = record["counts"]
     return counts
 
@@ -264,7 +265,7 @@ def totals_from_counts(counts: dict[str, Any]) -> dict[str, Any]:
             "selected": sum(outcomes.values()),
             "kept": sum(counts["kept"].values()),
             "skipped": sum(counts["skipped"].values()),
-            "failed": outcomes.get("failed", 0),
+            "failed": outcomes.get(Outcome.FAILED, 0),
         },
         "selected_by_policy": {
             policy: {"outcomes": {k: n for k, n in c.items() if k != "due"}}
@@ -316,7 +317,7 @@ def _deleted_lines(audit_log: Path, limit: int) -> list[dict[str, str]]:
     with audit_log.open(encoding="utf-8") as lines:
         for line in lines:
             record = json.loads(line)
-            if record.get("event") == "deleted":
+            if record.get("event") == Event.DELETED:
                 found.append(record)
                 if len(found) == limit:
                     break

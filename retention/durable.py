@@ -30,3 +30,16 @@ def fsync_dir(directory: Path, *, strict: bool = False) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a sibling temporary file renamed over it.
+    Raises OSError; the caller names the flag or file in its own error."""
+    temp = temp_path(path)
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+def temp_path(path: Path) -> Path:
+    """The sibling `replace_text` writes before its rename (a hidden `.NAME.tmp`)."""
+    return path.with_name(f".{path.name}.tmp")

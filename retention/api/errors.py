@@ -17,7 +17,6 @@ import msgspec
 from retention.errors import UserError
 from retention.log import scrub_text
 
-MAX_TOKEN_CHARS: Final = 64
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _LETTER: Final = re.compile(r"[A-Za-z]")
 

@@ -26,7 +26,6 @@ class LimiterCounters:
     pauses: int = 0  # times a shared pause was set or extended
     in_flight: int = 0
     peak_in_flight: int = 0
-    waited_seconds: float = 0.0  # total time spent waiting for tokens or pauses
 
 
 class RateLimiter:
@@ -104,7 +103,6 @@ class RateLimiter:
                     return
                 if wait <= 0:
                     wait = (1 - self._tokens) / self._current
-                self.counters.waited_seconds += wait
                 # Re-checked after the sleep: a 429 meanwhile may have lengthened the pause.
                 await anyio.sleep(wait)
 

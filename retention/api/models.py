@@ -99,12 +99,6 @@ class Call(msgspec.Struct, frozen=True):
         return self.start_time if self.start_time is not None else self.end_time
 
 
-class AgentList(msgspec.Struct, frozen=True):
-    """Body of `GET /agents`."""
-
-    summaries: tuple[Agent, ...] = ()
-
-
 class CallPage(msgspec.Struct, frozen=True):
     """Body of `GET /agents/calls`."""
 

@@ -21,16 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from retention.audit.chain import OUTCOME_EVENTS
+from retention.audit.events import OUTCOME_EVENTS, REDACTION_EVENTS, Event, Outcome
 from retention.audit.reader import LineFormatError, parse_line
 from retention.audit.segments import iter_log_lines
-from retention.audit.signing import CHECKPOINT_EVENT
-from retention.audit.verify import REDACTION_EVENTS
 from retention.errors import UserError
 
 # Far more than any policy set; only a damaged log could name more (bounded memory).
 MAX_NAMES: Final = 10_000
 OPEN_INTENTS_LISTED: Final = 100
+
+# Why a due call of an execute run was not erased: its outcome, or never sent.
+UNSETTLED: Final = (Outcome.FAILED, Outcome.UNCONFIRMED)
+NOT_ATTEMPTED: Final = "not_attempted"
 
 
 class UnknownPolicy(UserError):
@@ -63,9 +65,8 @@ class SweepRun:
         due = counts.get("due", 0)
         outcomes = sum(value for key, value in counts.items() if key != "due")
         return {
-            "failed": counts.get("failed", 0),
-            "unconfirmed": counts.get("unconfirmed", 0),
-            "not_attempted": max(0, due - outcomes),
+            **{outcome.value: counts.get(outcome, 0) for outcome in UNSETTLED},
+            NOT_ATTEMPTED: max(0, due - outcomes),
         }
 
 
@@ -90,7 +91,6 @@ class SweepFacts:
     first_redacted_at: str | None = None
     last_redacted_at: str | None = None
     not_found: int = 0
-    failed_lines: int = 0
     open_intents: dict[str, int] = field(default_factory=dict)  # call id -> its seq
     last_line_seq: int = 0  # the last line about the policy
     covering: CoveringCheckpoint | None = None
@@ -140,13 +140,13 @@ class SweepReader:
         event, seq, run_id = record.get("event"), record.get("seq"), record.get("run_id")
         if not isinstance(seq, int) or not isinstance(run_id, str):
             return  # the verifier has already judged the line
-        if event == "run_started":
+        if event == Event.RUN_STARTED:
             self._started(self._run(run_id, seq), seq, record)
-        elif event == "run_finished":
+        elif event == Event.RUN_FINISHED:
             self._finished(self._run(run_id, seq), seq, record)
-        elif event == CHECKPOINT_EVENT:
+        elif event == Event.CHECKPOINT:
             self._checkpoint(seq, record)
-        elif event == "delete_requested" or event in OUTCOME_EVENTS:
+        elif event == Event.DELETE_REQUESTED or event in OUTCOME_EVENTS:
             self._call_line(self._run(run_id, seq), str(event), seq, record)
 
     def _started(self, run: SweepRun, seq: int, record: dict[str, Any]) -> None:
@@ -216,15 +216,13 @@ class SweepReader:
         facts = self.facts
         self._touch(run, seq)
         call_id = str(record.get("call_id"))
-        if event == "delete_requested":
+        if event == Event.DELETE_REQUESTED:
             facts.open_intents[call_id] = seq
             return
         facts.open_intents.pop(call_id, None)
         run.logged[event] += 1
-        if event == "not_found":
+        if event == Event.NOT_FOUND:
             facts.not_found += 1
-        elif event == "failed":
-            facts.failed_lines += 1
         elif event in REDACTION_EVENTS:
             self._erased(run, event, seq, call_id, record)
 

@@ -24,10 +24,17 @@ import click
 from retention import __version__
 from retention.api.client import CartesiaClient, check_base_url
 from retention.api.limiter import RateLimiter
-from retention.audit.certificate import OPEN_INTENTS_LISTED, SweepFacts, read_sweep
+from retention.audit.certificate import (
+    NOT_ATTEMPTED,
+    OPEN_INTENTS_LISTED,
+    UNSETTLED,
+    SweepFacts,
+    read_sweep,
+)
 from retention.audit.certificate_doc import WRITERS, DocumentWriter, writer_for
-from retention.audit.command import ApiOptions, CredentialsRefused
+from retention.audit.command import ApiOptions, refused_exit
 from retention.audit.erasure_check import ErasureCheck, check_erasures
+from retention.audit.events import REDACTION_EVENTS, Event, Outcome, RunMode
 from retention.audit.evidence import iso, verdict_line
 from retention.audit.signing import load_public_keys
 from retention.audit.verify import LogSummary, verify_log
@@ -86,7 +93,7 @@ def _runs(facts: SweepFacts) -> list[dict[str, Any]]:
     for run in facts.runs:
         counts = run.counts or {}
         pending = run.pending() or {}
-        mode = {True: "dry run", False: "execute", None: "?"}[run.dry_run]
+        mode = "?" if run.dry_run is None else RunMode.of(run.dry_run).value
         rows.append(
             {
                 "run_id": run.run_id,
@@ -97,9 +104,11 @@ def _runs(facts: SweepFacts) -> list[dict[str, Any]]:
                 "stopped_by": run.stopped_by,
                 "policy_files": run.policy_files,
                 "due": counts.get("due") if run.counts is not None else None,
-                "erased": run.logged["deleted"] + run.logged["already_redacted"],
-                "would_delete": counts.get("would_delete") if run.dry_run else None,
-                **{key: pending.get(key) for key in ("failed", "unconfirmed", "not_attempted")},
+                "erased": sum(run.logged[event] for event in REDACTION_EVENTS),
+                Outcome.WOULD_DELETE.value: counts.get(Outcome.WOULD_DELETE)
+                if run.dry_run
+                else None,
+                **{key: pending.get(key) for key in (*UNSETTLED, NOT_ATTEMPTED)},
                 "held_by": run.held_by or {},
             }
         )
@@ -139,7 +148,7 @@ def _head(summary: LogSummary, facts: SweepFacts, made_at: datetime) -> dict[str
             "by_event": dict(sorted(facts.erased_by_event.items())),
             "first_redacted_at": facts.first_redacted_at,
             "last_redacted_at": facts.last_redacted_at,
-            "not_found": facts.not_found,
+            Event.NOT_FOUND.value: facts.not_found,
         },
         "open_intents": {
             "count": len(intents),
@@ -268,11 +277,7 @@ def _exit(check: ErasureCheck | None) -> int:
     if check is None:
         return ExitCode.OK
     if check.refused_status is not None:
-        message = f"the API refused the credentials (HTTP {check.refused_status})"
-        if check.checked == 0:
-            raise CredentialsRefused(message + "; nothing was checked", where="--api")
-        click.echo(f"retention: error: --api: {message} after {check.checked} checks", err=True)
-        return ExitCode.CREDENTIALS_REFUSED
+        return refused_exit(check.refused_status, check.checked)
     if not check.holds:
         click.echo(
             f"retention: the API does not confirm {check.checked - check.confirmed} "

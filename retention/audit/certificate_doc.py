@@ -13,6 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import IO, Any, Final, Protocol
 
+from retention.audit.certificate import NOT_ATTEMPTED, UNSETTLED
+from retention.audit.events import Event
 from retention.run.html import macros
 
 HELD_NOTE: Final = (
@@ -98,7 +100,7 @@ def _lines_of(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str]]]
                 ("by event", ", ".join(f"{k} {v}" for k, v in erased["by_event"].items())),
                 ("first redacted_at", str(erased["first_redacted_at"])),
                 ("last redacted_at", str(erased["last_redacted_at"])),
-                ("not found (no such call)", str(erased["not_found"])),
+                ("not found (no such call)", str(erased[Event.NOT_FOUND])),
             ],
         ),
         (
@@ -120,9 +122,8 @@ _RUN_COLUMNS: Final = (
     "stopped_by",
     "due",
     "erased",
-    "failed",
-    "unconfirmed",
-    "not_attempted",
+    *UNSETTLED,
+    NOT_ATTEMPTED,
     "held_by",
 )
 

@@ -14,21 +14,6 @@ from typing import Any, Final
 
 GENESIS_HASH: Final = "0" * 64
 
-# Keys every line carries, and the extra keys each event needs.
-COMMON_KEYS: Final = ("ts", "run_id", "event", "seq", "hash")
-EVENT_KEYS: Final[Mapping[str, tuple[str, ...]]] = {
-    "run_started": (),
-    "run_finished": (),
-    "delete_requested": ("call_id", "agent_id", "policy"),
-    "deleted": ("call_id", "agent_id", "policy", "redacted_at"),
-    "already_redacted": ("call_id", "agent_id", "policy", "redacted_at"),
-    "not_found": ("call_id", "agent_id", "policy"),
-    "failed": ("call_id", "agent_id", "policy", "error"),
-    # A signed checkpoint over the chain up to it (retention/audit/signing.py).
-    "checkpoint": ("covers_seq", "covers_hash", "key", "signature"),
-}
-OUTCOME_EVENTS: Final = frozenset({"deleted", "already_redacted", "not_found", "failed"})
-
 
 def canonical_bytes(line: Mapping[str, Any]) -> bytes:
     """The canonical JSON of a line without its `hash` key (ASCII, sorted keys)."""

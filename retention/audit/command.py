@@ -33,7 +33,7 @@ from retention.audit.proof import ApiProof, prove_against_api
 from retention.audit.signing import PublicKey, load_public_keys
 from retention.audit.verify import LogSummary, verify_log
 from retention.audit.writer import run_holds_lock
-from retention.errors import ExitCode, UserError
+from retention.errors import CredentialsRefused, ExitCode
 from retention.log import configure, get_logger
 from retention.plan.proof import PlanProof, prove_plan
 from retention.plan.store import Plan, open_plan
@@ -42,10 +42,6 @@ from retention.settings import resolve_api_key, resolve_base_url
 
 PROGRESS_EVERY_SECONDS: Final = 5.0
 _log = get_logger(__name__)
-
-
-class CredentialsRefused(UserError):
-    """The API answered 401/403 before the check had confirmed anything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +168,7 @@ def _verify(
     if proof is None:
         return ExitCode.OK
     if proof.refused_status is not None:
-        message = f"the API refused the credentials (HTTP {proof.refused_status})"
-        if proof.checked == 0:
-            raise CredentialsRefused(message + "; nothing was checked", where="--api")
-        click.echo(f"retention: error: --api: {message} after {proof.checked} checks", err=True)
-        return ExitCode.CREDENTIALS_REFUSED
+        return refused_exit(proof.refused_status, proof.checked)
     if not proof.holds:
         click.echo(f"retention: {verdict_line(summary, proof)}", err=True)
         return ExitCode.SOME_FAILED
@@ -188,3 +180,13 @@ def api_options(
 ) -> ApiOptions:
     """Credentials and limits for --api, resolved as a run resolves them."""
     return ApiOptions(resolve_base_url(base_url), resolve_api_key(api_key_file), rate, concurrency)
+
+
+def refused_exit(status: int, checked: int) -> int:
+    """The API refused the credentials during a check against it: exit 2 (one line) if
+    nothing was checked yet, else exit 4 after saying how far the check went."""
+    message = f"the API refused the credentials (HTTP {status})"
+    if checked == 0:
+        raise CredentialsRefused(message + "; nothing was checked", where="--api")
+    click.echo(f"retention: error: --api: {message} after {checked} checks", err=True)
+    return ExitCode.CREDENTIALS_REFUSED

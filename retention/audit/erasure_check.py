@@ -21,6 +21,7 @@ from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
 from retention.api.models import Call
 from retention.audit.verify import parse_instant
+from retention.timestamps import rfc3339
 
 
 @dataclass(slots=True)
@@ -53,10 +54,6 @@ def remaining_fields(call: Call) -> list[str]:
     return left
 
 
-def _iso(instant: datetime) -> str:
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 async def verdict(client: CartesiaClient, row: dict[str, Any]) -> tuple[str, str]:
     """(verdict, what the API shows) for one erased call; raises AuthError on 401/403."""
     try:
@@ -73,11 +70,11 @@ async def verdict(client: CartesiaClient, row: dict[str, Any]) -> tuple[str, str
     if seen.tzinfo is None:
         seen = seen.replace(tzinfo=UTC)  # the API speaks UTC
     if seen != parse_instant(row["redacted_at"]):
-        return "differs", f"redacted_at {_iso(seen)}"
+        return "differs", f"redacted_at {rfc3339(seen)}"
     left = remaining_fields(call)
     if left:
         return "fields_remain", "still shows " + ", ".join(left)
-    return "confirmed", f"redacted_at {_iso(seen)}; sensitive fields gone"
+    return "confirmed", f"redacted_at {rfc3339(seen)}; sensitive fields gone"
 
 
 def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -15,14 +15,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from retention import __version__
+from retention import __version__, markdown
+from retention.audit.events import LOGGED_OUTCOMES, RunMode
 from retention.audit.proof import ApiProof
 from retention.audit.verify import LogSummary
+from retention.durable import replace_text
 from retention.errors import UserError
+from retention.timestamps import rfc3339
 
 REPORT_SUFFIXES: Final = (".md", ".json")
 RUNS_PRINTED: Final = 20
-OUTCOME_ORDER: Final = ("deleted", "already_redacted", "not_found", "failed")
+OUTCOME_ORDER: Final = tuple(str(event) for event in LOGGED_OUTCOMES)
 LIVE_RUN_NOTE: Final = (
     "a run holds the lock: intents still being settled are reported as in flight, not as broken"
 )
@@ -44,9 +47,7 @@ def check_report_path(path: Path) -> None:
 
 
 def iso(instant: datetime | None) -> str | None:
-    if instant is None:
-        return None
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if instant is None else rfc3339(instant)
 
 
 def verdict_line(summary: LogSummary, proof: ApiProof | None) -> str:
@@ -207,12 +208,7 @@ def _proof_data(proof: ApiProof) -> dict[str, Any]:
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    def cell(value: Any) -> str:
-        return "—" if value is None else str(value).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
-    return [*lines, ""]
+    return [*markdown.table(header, rows), ""]
 
 
 def _yes_no(flag: bool | None) -> str | None:
@@ -291,10 +287,8 @@ def write_report(path: Path, data: dict[str, Any]) -> None:
         if path.suffix.lower() == ".json"
         else to_markdown(data) + "\n"
     )
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        replace_text(path, text)
     except OSError as err:
         raise ReportPathError(
             f"cannot write the report ({os.strerror(err.errno) if err.errno else err})",
@@ -315,7 +309,7 @@ def summary_text(summary: LogSummary, proof: ApiProof | None) -> str:
     if len(runs) > RUNS_PRINTED:
         out.append(f"  ({len(runs) - RUNS_PRINTED} earlier runs not shown; see --report)")
     for run in runs[-RUNS_PRINTED:]:
-        mode = {True: "dry run", False: "execute", None: "mode ?"}[run["dry_run"]]
+        mode = "mode ?" if run["dry_run"] is None else RunMode.of(run["dry_run"])
         counts = " ".join(f"{k}={v}" for k, v in run["outcomes"].items()) or "no deletions"
         out.append(
             f"  {run['run_id']}  {run['started_at'] or '?'} -> {run['finished_at'] or 'unfinished'}"

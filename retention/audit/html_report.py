@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from retention import __version__
-from retention.audit.chain import OUTCOME_EVENTS
+from retention.audit.events import LOGGED_OUTCOMES, OUTCOME_EVENTS, Event, RunMode
 from retention.audit.reader import LineFormatError, parse_line
 from retention.audit.segments import iter_log_lines, log_files
 from retention.audit.writer import run_holds_lock
@@ -34,6 +34,7 @@ from retention.run.html import Cell, Code, Column, Figure, Table, bar_chart, ren
 from retention.run.html_report import STOP_WORDS
 from retention.run.paths import check_outputs
 from retention.run.stats import MAX_CAUSES, OTHER_CAUSE
+from retention.timestamps import rfc3339
 
 MAX_RUNS: Final = 200  # runs listed one per row; earlier ones share one row
 MAX_DAYS: Final = 366  # days listed one per row; earlier ones share one row
@@ -44,8 +45,8 @@ CHART_DAYS: Final = 31
 EARLIER: Final = "earlier"
 OTHER_POLICIES: Final = "other policies"
 UNFINISHED: Final = "no run_finished line (killed, or still running)"
-OUTCOMES: Final = ("deleted", "already_redacted", "not_found", "failed")
-MODES: Final = frozenset({"dry run", "execute", "plan", "apply"})
+OUTCOMES: Final = tuple(str(event) for event in LOGGED_OUTCOMES)
+MODES: Final = frozenset(RunMode)
 HTML_SUFFIXES: Final = (".html", ".htm")
 
 
@@ -122,17 +123,17 @@ class LogTally:
         self.last_ts = ts
         self.events[event] += 1
         run = self._run(run_id)
-        if event == "run_started":
+        if event == Event.RUN_STARTED:
             self._started(run, record, ts)
-        elif event == "run_finished":
+        elif event == Event.RUN_FINISHED:
             self._finished(run, record, ts)
         elif event in OUTCOME_EVENTS:
             policy = self._policy(record.get("policy"))
             self.by_policy.setdefault(policy, Counter())[event] += 1
-            if event == "deleted":
+            if event == Event.DELETED:
                 run.deleted += 1
                 self._deleted_on(day, policy)
-            elif event == "failed":
+            elif event == Event.FAILED:
                 run.failed += 1
                 self._failure(record.get("error"))
 
@@ -158,7 +159,7 @@ class LogTally:
         if isinstance(mode, str) and mode in MODES:
             run.mode = mode
         elif isinstance(record.get("dry_run"), bool):
-            run.mode = "dry run" if record["dry_run"] else "execute"
+            run.mode = RunMode.of(record["dry_run"]).value
         self.modes[run.mode] += 1
         shard = record.get("shard")
         run.shard = shard if isinstance(shard, str) else None
@@ -288,7 +289,7 @@ def _header(tally: LogTally, about: LogFacts) -> list[tuple[str, Cell]]:
         ("Lines", str(tally.lines)),
         ("First line", tally.first_ts or "—"),
         ("Last line", tally.last_ts or "—"),
-        ("Report made", about.made_at.isoformat(timespec="seconds").replace("+00:00", "Z")),
+        ("Report made", rfc3339(about.made_at, "seconds")),
         ("Tool version", f"cartesia-retention {__version__}"),
     ]
     if tally.unreadable:
@@ -335,8 +336,8 @@ def _runs(tally: LogTally) -> Figure:
         Column("finished (UTC)"),
         Column("exit code", True),
         Column("stopped by"),
-        Column("deleted", True),
-        Column("failed", True),
+        Column(Event.DELETED, True),
+        Column(Event.FAILED, True),
     )
     rows: list[Sequence[Cell]] = []
     if tally.earlier.runs:
@@ -424,7 +425,7 @@ def _days(tally: LogTally) -> Figure:
 
 
 def _outcomes(tally: LogTally) -> Figure:
-    ranked = sorted(tally.by_policy.items(), key=lambda item: (-item[1]["deleted"], item[0]))
+    ranked = sorted(tally.by_policy.items(), key=lambda item: (-item[1][Event.DELETED], item[0]))
     outcomes = [o for o in OUTCOMES if any(c[o] for _, c in ranked)]
     total: Counter[str] = Counter()
     for _, counts in ranked:
@@ -432,7 +433,7 @@ def _outcomes(tally: LogTally) -> Figure:
     columns = [Column("policy")] + [Column(o.replace("_", " "), True) for o in outcomes]
     return Figure(
         bar_chart(
-            [(policy, c["deleted"]) for policy, c in ranked],
+            [(policy, c[Event.DELETED]) for policy, c in ranked],
             name="policy",
             title="Calls deleted per policy",
             ink="due",
@@ -476,7 +477,7 @@ def _stopped_runs(tally: LogTally) -> Table:
             Column("mode"),
             Column("stopped by"),
             Column("exit code", True),
-            Column("deleted", True),
+            Column(Event.DELETED, True),
         ),
         [
             (

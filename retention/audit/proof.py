@@ -21,9 +21,11 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
+from retention.audit.events import REDACTION_EVENTS
 from retention.audit.reader import LineFormatError, parse_line
 from retention.audit.segments import iter_log_lines
-from retention.audit.verify import REDACTION_EVENTS, parse_instant
+from retention.audit.verify import parse_instant
+from retention.timestamps import rfc3339
 
 MISMATCHES_KEPT: Final = 20
 MismatchKind = Literal["differs", "not_redacted", "not_found", "unreadable"]
@@ -92,7 +94,7 @@ class ApiProof:
 def _iso(instant: datetime | None) -> str:
     if instant is None:
         return "null"
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339(instant)
 
 
 async def _produce(

@@ -80,7 +80,6 @@ class ResumePoint:
     signed: bool
     open_intents: tuple[ResumeIntent, ...] = ()
     history: tuple[int, ...] = ()
-    execute_runs: int = 0
     agent_calls: Mapping[str, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
@@ -101,7 +100,6 @@ class ResumePoint:
                 for i in self.open_intents
             ],
             "history": list(self.history),
-            "execute_runs": self.execute_runs,
             "agent_calls": dict(sorted(self.agent_calls.items())),
         }
         body["digest"] = _digest(body)
@@ -176,7 +174,6 @@ def parse_resume(raw: bytes) -> ResumePoint:
         signed=signed,
         open_intents=tuple(intents),
         history=tuple(history),
-        execute_runs=_int(body, "execute_runs"),
         agent_calls=dict(agents),
     )
 

@@ -32,10 +32,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from retention.audit.events import Event
 from retention.errors import UserError
 
-CHECKPOINT_EVENT: Final = "checkpoint"
-CHECKPOINT_KEYS: Final = ("covers_seq", "covers_hash", "key", "signature")
 PRIVATE_MODE: Final = 0o600
 PUBLIC_MODE: Final = 0o644
 _UNSIGNED: Final = frozenset({"seq", "hash", "signature"})
@@ -87,7 +86,7 @@ class Signer:
         record: dict[str, Any] = {
             "ts": ts,
             "run_id": run_id,
-            "event": CHECKPOINT_EVENT,
+            "event": Event.CHECKPOINT.value,
             "covers_seq": covers_seq,
             "covers_hash": covers_hash,
             "key": self.key_id,

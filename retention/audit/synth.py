@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from retention.audit.chain import GENESIS_HASH, encode_line, seal
+from retention.audit.events import REDACTION_EVENTS, Event, Outcome
 
-OUTCOME_WEIGHTS: Final = (("deleted", 90), ("already_redacted", 4), ("not_found", 3), ("failed", 3))
+OUTCOME_WEIGHTS: Final = (
+    (Event.DELETED, 90),
+    (Event.ALREADY_REDACTED, 4),
+    (Event.NOT_FOUND, 3),
+    (Event.FAILED, 3),
+)
 POLICIES: Final = ("support-90d", "sales-30d", "erasure-sweep")
 
 
@@ -80,16 +86,18 @@ def synthesize(
         def outcome(run_id: str, call_id: str, agent_id: str, policy: str) -> None:
             event = rng.choice(outcomes)
             extra: dict[str, Any] = {}
-            if event in ("deleted", "already_redacted"):
+            if event in REDACTION_EVENTS:
                 extra["redacted_at"] = clock.tick(0)
-            elif event == "failed":
+            elif event == Event.FAILED:
                 extra["error"] = "HTTP 503: gave up after 5 attempts"
             line(run_id, event, call_id=call_id, agent_id=agent_id, policy=policy, **extra)
 
         while writer.seq < lines:
             run_number += 1
             run_id = f"run-{run_number:06d}"
-            line(run_id, "run_started", dry_run=False, policy_files={"policies/a.yaml": "0" * 64})
+            line(
+                run_id, Event.RUN_STARTED, dry_run=False, policy_files={"policies/a.yaml": "0" * 64}
+            )
             if pending is not None:
                 outcome(run_id, *pending)  # the recovery of the previous, killed run
                 pending = None
@@ -104,7 +112,7 @@ def synthesize(
                 )
                 line(
                     run_id,
-                    "delete_requested",
+                    Event.DELETE_REQUESTED,
                     call_id=intent[0],
                     agent_id=intent[1],
                     policy=intent[2],
@@ -118,7 +126,7 @@ def synthesize(
             for intent in open_calls:
                 outcome(run_id, *intent)
             if not killed:
-                line(run_id, "run_finished", counts={"deleted": budget})
+                line(run_id, Event.RUN_FINISHED, counts={Outcome.DELETED.value: budget})
         return writer.seq
 
 

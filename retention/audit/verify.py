@@ -42,7 +42,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, chain_hash
+from retention.audit.chain import GENESIS_HASH, chain_hash
+from retention.audit.events import (
+    EVENT_KEYS,
+    OUTCOME_EVENTS,
+    REDACTION_EVENTS,
+    Event,
+    OpenIntent,
+)
 from retention.audit.reader import (
     AuditFileError,
     LineFormatError,
@@ -60,7 +67,7 @@ from retention.audit.segments import (
     read_state,
     state_path,
 )
-from retention.audit.signing import CHECKPOINT_EVENT, PublicKey, check_signature
+from retention.audit.signing import PublicKey, check_signature
 from retention.audit.witness import Witnessed, read_witness
 
 ProblemKind = Literal[
@@ -77,7 +84,6 @@ ProblemKind = Literal[
     "witness",
     "segment",
 ]
-REDACTION_EVENTS: Final = frozenset({"deleted", "already_redacted"})
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 _ID_KEYS: Final = frozenset({"call_id", "agent_id", "policy"})
 
@@ -109,18 +115,10 @@ class FileSummary:
 @dataclass(slots=True)
 class RunSummary:
     run_id: str
-    first_line: int
     started_at: datetime | None = None
     finished_at: datetime | None = None
     dry_run: bool | None = None
     outcomes: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass(frozen=True, slots=True)
-class OpenIntent:
-    line: int
-    agent_id: str
-    policy: str
 
 
 @dataclass(slots=True)
@@ -152,7 +150,6 @@ class LogSummary:
     last_redacted_at: datetime | None = None
     problem: Problem | None = None
     problems: int = 0
-    chain_checked_lines: int = 0  # lines whose chain link held
     run_holds_lock: bool = False  # a live run was appending while the file was read
     in_flight: int = 0  # intents open at the end that the live run is still settling
     writing_line: bool = False  # the last line was still being written by the live run
@@ -376,7 +373,6 @@ class Verifier:
         self._meet_witness(number, seq, recorded)
         self.summary.last_seq = seq
         self.summary.last_hash = recorded
-        self.summary.chain_checked_lines += 1
         return True
 
     def _check_record(self, number: int, record: dict[str, Any]) -> None:
@@ -403,17 +399,17 @@ class Verifier:
         self.summary.events[event] += 1
         run = self.summary.runs.get(run_id)
         if run is None:
-            run = self.summary.runs[run_id] = RunSummary(run_id, first_line=number)
-        if event == "run_started":
+            run = self.summary.runs[run_id] = RunSummary(run_id)
+        if event == Event.RUN_STARTED:
             run.started_at = instant
             run.dry_run = _dry_run_flag(record)
-        elif event == "run_finished":
+        elif event == Event.RUN_FINISHED:
             run.finished_at = instant
-        elif event == "delete_requested":
+        elif event == Event.DELETE_REQUESTED:
             self._intent(number, record)
         elif event in OUTCOME_EVENTS:
             self._outcome(number, event, record, run)
-        elif event == CHECKPOINT_EVENT and not missing:
+        elif event == Event.CHECKPOINT and not missing:
             self._checkpoint(number, record)
 
     def _checkpoint(self, number: int, record: dict[str, Any]) -> None:
@@ -492,7 +488,9 @@ class Verifier:
                 f"delete_requested for call {call_id} has no outcome before the next "
                 f"delete_requested for it at line {number}",
             )
-        self._open[call_id] = OpenIntent(number, agent_id, policy)
+        self._open[call_id] = OpenIntent(
+            call_id, agent_id, policy, str(record.get("run_id", "")), number
+        )
 
     def _outcome(self, number: int, event: str, record: dict[str, Any], run: RunSummary) -> None:
         ids = self._ids(number, record)
@@ -525,7 +523,7 @@ class Verifier:
                 summary.first_redacted_at = redacted_at
             if summary.last_redacted_at is None or redacted_at > summary.last_redacted_at:
                 summary.last_redacted_at = redacted_at
-        elif event == "failed" and not isinstance(record.get("error", ""), str):
+        elif event == Event.FAILED and not isinstance(record.get("error", ""), str):
             self._report(number, "bad_value", "`error` must be text")
         self.summary.outcomes[event] += 1
         self.summary.by_policy.setdefault(policy, Counter())[event] += 1

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from retention.audit.signing import CHECKPOINT_EVENT
+from retention.audit.events import Event
 from retention.durable import fsync_dir
 from retention.errors import UserError
 
@@ -116,7 +116,7 @@ def read_witness(directory: Path) -> list[Witnessed]:
         )
         if (
             not isinstance(record, dict)
-            or record.get("event") != CHECKPOINT_EVENT
+            or record.get("event") != Event.CHECKPOINT
             or type(seq) is not int
             or seq != int(match.group(1))
             or not isinstance(digest, str)

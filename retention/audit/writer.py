@@ -41,7 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from retention.audit.chain import EVENT_KEYS, GENESIS_HASH, OUTCOME_EVENTS, encode_line, seal
+from retention.audit.chain import GENESIS_HASH, encode_line, seal
+from retention.audit.events import EVENT_KEYS, OUTCOME_EVENTS, Event, OpenIntent, Outcome
 from retention.audit.reader import LineFormatError, iter_lines, parse_line
 from retention.audit.resume import (
     MAX_AGENTS,
@@ -55,10 +56,10 @@ from retention.audit.resume import (
     write_resume,
 )
 from retention.audit.segments import CarriedIntent, RotationState, read_state, state_path
-from retention.audit.signing import CHECKPOINT_EVENT
 from retention.durable import fsync_dir, write_all
-from retention.errors import ExitCode, UserError
+from retention.errors import AuditLogLocked, UserError
 from retention.log import get_logger
+from retention.timestamps import rfc3339
 
 _log = get_logger(__name__)
 
@@ -71,31 +72,12 @@ HISTORY_RUNS: Final = 10  # execute runs the surge guard's median looks back ove
 _LOCK_BUSY: Final = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 
-class AuditLogLocked(UserError):
-    """Another run holds the audit log's lock (exit 6)."""
-
-    exit_code = ExitCode.LOCKED
-
-
 class AuditLogError(UserError):
     """The audit log cannot be opened, or its content cannot be continued (exit 2)."""
 
 
 class AuditWriteError(Exception):
     """Writing or syncing the audit log failed mid-run: no deletion may go on without it."""
-
-
-@dataclass(frozen=True, slots=True)
-class OpenIntent:
-    """A `delete_requested` line that has no outcome yet."""
-
-    call_id: str
-    agent_id: str
-    policy: str
-    run_id: str
-    line: int  # in the live file; 0 for an intent carried over a rotation
-    ts: str = ""  # when the intent was written (RFC 3339), for recovery's settle window
-    seq: int = 0
 
 
 @dataclass
@@ -106,20 +88,18 @@ class ScanResult:
     last_seq: int = 0
     last_hash: str = GENESIS_HASH
     open_intents: dict[str, OpenIntent] = field(default_factory=dict)
-    torn_bytes: int = 0  # length of a torn last line that was moved aside
     last_event: str = ""
     signed: bool = False  # the log holds a checkpoint: a rotation must end on one
     # The safety belts' history: `deleted` of the latest execute runs' run_finished
-    # lines, oldest first (bounded: HISTORY_RUNS), and how many such runs there were.
+    # lines, oldest first (bounded: HISTORY_RUNS).
     history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_RUNS))
-    execute_runs: int = 0
 
 
 def deleted_count(record: Mapping[str, Any]) -> int:
     """The calls a run_finished line says its run deleted (0 when it does not say)."""
     counts = record.get("counts")
     outcomes = counts.get("outcomes") if isinstance(counts, dict) else None
-    deleted = outcomes.get("deleted") if isinstance(outcomes, dict) else None
+    deleted = outcomes.get(Outcome.DELETED) if isinstance(outcomes, dict) else None
     return deleted if type(deleted) is int and deleted >= 0 else 0
 
 
@@ -129,9 +109,9 @@ def _account(
     """Line `number` (chained as `seq`, `digest`) is now the last: what it changes."""
     result.lines, result.last_seq, result.last_hash = number, seq, digest
     result.last_event = event
-    result.signed = result.signed or event == CHECKPOINT_EVENT
+    result.signed = result.signed or event == Event.CHECKPOINT
     call_id = record.get("call_id")
-    if event == "delete_requested" and isinstance(call_id, str):
+    if event == Event.DELETE_REQUESTED and isinstance(call_id, str):
         result.open_intents[call_id] = OpenIntent(
             call_id,
             str(record.get("agent_id", "")),
@@ -143,15 +123,13 @@ def _account(
         )
     elif event in OUTCOME_EVENTS and isinstance(call_id, str):
         result.open_intents.pop(call_id, None)
-    elif event == "run_finished" and record.get("dry_run") is False:
-        result.execute_runs += 1
+    elif event == Event.RUN_FINISHED and record.get("dry_run") is False:
         result.history.append(deleted_count(record))
 
 
 def utc_timestamp(instant: datetime | None = None) -> str:
     """RFC 3339 in UTC with a `Z`, millisecond precision."""
-    moment = (instant or datetime.now(UTC)).astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(instant or datetime.now(UTC), "milliseconds")
 
 
 def resolve_log(path: Path) -> Path:
@@ -431,7 +409,6 @@ class AuditLog:
             last_hash=point.last_hash,
             last_event=point.last_event,
             signed=point.signed,
-            execute_runs=point.execute_runs,
         )
         result.history.extend(point.history)
         for i in point.open_intents:
@@ -460,7 +437,6 @@ class AuditLog:
                     raise self._damaged(number, "a line far too long to be an audit record")
                 if not raw.complete:
                     self._cut_torn_tail(offset, raw.data, number)
-                    result.torn_bytes = len(raw.data)
                     break
                 offset += len(raw.data)
                 try:
@@ -584,7 +560,6 @@ class AuditLog:
                     for i in scan.open_intents.values()
                 ),
                 history=tuple(scan.history),
-                execute_runs=scan.execute_runs,
                 agent_calls=self.agent_calls,
             )
             write_resume(resume_path(self.resolved), point)

@@ -19,11 +19,13 @@ from typing import Any, Final
 import click
 import httpx
 
+from retention.audit.events import Outcome
 from retention.errors import UserError
 from retention.plan.store import FORMAT, Plan, PlanError, PlanWriter, open_plan
 from retention.run.command import RunSettings, run_command
 from retention.run.flags import settings_from_flags
 from retention.run.stats import RunStats
+from retention.timestamps import rfc3339
 
 DEFAULT_MAX_PLAN_AGE: Final = "7d"
 _AGE = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
@@ -43,7 +45,7 @@ def _base_url(url: str) -> str:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return rfc3339(moment, "seconds")
 
 
 # -- plan ------------------------------------------------------------------------
@@ -101,7 +103,8 @@ def publish_plan(settings: RunSettings, stats: RunStats, run_id: str, code: int)
 
 
 def _planned(table: dict[str, Any]) -> dict[str, int]:
-    return {key: int(c["would_delete"]) for key, c in sorted(table.items()) if c["would_delete"]}
+    acted = Outcome.WOULD_DELETE
+    return {key: int(c[acted]) for key, c in sorted(table.items()) if c[acted]}
 
 
 # -- apply -----------------------------------------------------------------------

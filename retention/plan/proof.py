@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from retention.audit.chain import OUTCOME_EVENTS
+from retention.audit.events import OUTCOME_EVENTS, Event
 from retention.audit.reader import LineFormatError, parse_line
 from retention.audit.segments import iter_log_lines
 from retention.plan.store import Plan
 
-DELETION_EVENTS: Final = frozenset({"delete_requested", *OUTCOME_EVENTS})
+DELETION_EVENTS: Final = frozenset({Event.DELETE_REQUESTED, *OUTCOME_EVENTS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ def prove_plan(paths: Sequence[Path], plan: Plan) -> PlanProof:
         event, run_id = record.get("event"), record.get("run_id")
         if not isinstance(run_id, str):
             continue
-        if event == "run_started":
+        if event == Event.RUN_STARTED:
             recorded = record.get("plan")
             if isinstance(recorded, dict) and recorded.get("sha256") == plan.sha256:
                 applying.add(run_id)

@@ -15,7 +15,7 @@ import click
 
 from retention.api.ids import id_problem
 from retention.api.models import Call
-from retention.errors import ExitCode, UserError
+from retention.errors import ExitCode, FetchFailed, UserError
 from retention.policy.describe import describe_policy, explain_lines, warnings
 from retention.policy.load import PolicyError, ignored_message, load_policies
 from retention.policy.match import Listed
@@ -112,12 +112,6 @@ async def _fetch(base_url: str, api_key: str, call_id: str) -> tuple[Call, Liste
         raise UserError(f"the API refused the credentials ({err})", where="explain") from None
     except ApiError as err:
         raise FetchFailed(f"could not read the call: {err}", where="explain") from None
-
-
-class FetchFailed(UserError):
-    """The API could not answer (5xx, retries exhausted): not bad input, so exit 1."""
-
-    exit_code = ExitCode.SOME_FAILED
 
 
 def hash_phone_command(numbers: Sequence[str]) -> int:

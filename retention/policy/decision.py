@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
 
 class Action(enum.StrEnum):
@@ -24,6 +25,22 @@ class Reason(enum.StrEnum):
     NO_TIMESTAMP = "no_timestamp"  # skip: neither start_time nor end_time
     # skip: a metadata key a retention rule names holds a list or an object (not a scalar)
     UNCLEAR_METADATA = "unclear_metadata"
+
+
+class ListingSkip(enum.StrEnum):
+    """Why the run skipped a listed call before the engine could decide it."""
+
+    INVALID_ID = "invalid_id"  # an id that may not go into a URL
+    UNREADABLE = "unreadable"  # a listed call the models cannot decode
+
+
+# Each reason belongs to one action; the metrics export every member, 0 when absent.
+DELETE_REASONS: Final = (Reason.DUE,)
+KEEP_REASONS: Final = (Reason.HELD, Reason.NO_DELETION_RULE, Reason.NOT_YET_DUE)
+SKIP_REASONS: Final[tuple[str, ...]] = (
+    *(r for r in Reason if r not in {*DELETE_REASONS, *KEEP_REASONS}),
+    *ListingSkip,
+)
 
 
 @dataclass(frozen=True, slots=True)

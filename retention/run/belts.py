@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from retention.audit.events import Event
 from retention.audit.reader import iter_lines
 from retention.audit.segments import GZIP_ERRORS, open_lines, segments_beside
 from retention.audit.writer import HISTORY_RUNS, AuditLog, deleted_count
@@ -31,6 +32,8 @@ from retention.errors import UserError
 
 DEFAULT_SURGE_FLOOR: Final = 1000
 DEFAULT_SURGE_FACTOR: Final = 3.0
+
+_FINISHED: Final = f'"{Event.RUN_FINISHED}"'.encode("ascii")  # a fast pre-filter on raw lines
 
 
 class FirstRunUncapped(UserError):
@@ -84,13 +87,13 @@ def _segment_history(live: Path, wanted: int) -> list[int]:
         try:
             with open_lines(item) as opened:
                 for raw in iter_lines(opened.lines):
-                    if b'"run_finished"' not in raw.data or not raw.complete:
+                    if _FINISHED not in raw.data or not raw.complete:
                         continue
                     try:
                         record = json.loads(raw.data)
                     except ValueError:
                         continue
-                    if record.get("event") == "run_finished" and record.get("dry_run") is False:
+                    if record.get("event") == Event.RUN_FINISHED and record.get("dry_run") is False:
                         here.append(deleted_count(record))
         except (OSError, *GZIP_ERRORS):
             break  # an unreadable segment: the history read so far is what there is

@@ -32,10 +32,11 @@ from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
 from retention.api.limiter import RateLimiter
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
+from retention.audit.events import Event, Outcome, RunMode
 from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
 from retention.audit.writer import AuditLog, AuditWriteError
-from retention.errors import ExitCode, UserError
+from retention.errors import ApiUnreachable, CredentialsRefused, ExitCode, FatalError, UserError
 from retention.log import configure, get_logger
 from retention.plan.store import Plan, PlanWriter
 from retention.policy.model import PolicySet
@@ -55,6 +56,7 @@ from retention.run.report import Report, RunContext
 from retention.run.rotation import rotate
 from retention.run.shard import Shard
 from retention.run.stats import RunStats
+from retention.timestamps import rfc3339
 
 _log = get_logger(__name__)
 
@@ -62,14 +64,6 @@ DEFAULT_CONCURRENCY: Final = 32
 DEFAULT_RATE: Final = 400.0
 DEFAULT_GRACE_PERIOD: Final = 20.0
 DEFAULT_AUDIT_LOG: Final = Path("retention-audit.jsonl")
-
-
-class CredentialsRefused(UserError):
-    """GET /agents answered 401/403: the key is wrong, found before any deletion (exit 2)."""
-
-
-class ApiUnreachable(UserError):
-    """The first request could not connect, or the base URL has no /agents (exit 2)."""
 
 
 class RunFailed(Exception):
@@ -129,7 +123,7 @@ class RunSettings:
             "rate": self.effective_rate,
             "max_deletes": self.max_deletes,
             "grace_period": self.grace_period,
-            "now": self.now.isoformat().replace("+00:00", "Z"),
+            "now": rfc3339(self.now),
             "shard": str(self.shard) if self.shard else None,
             **self._evidence_options(),
         }
@@ -181,9 +175,9 @@ def run_command(settings: RunSettings) -> int:
         shard=str(settings.shard) if settings.shard else None,
         policy_sources=tuple((s.path, s.sha256) for s in settings.policies.sources),
         policies=settings.policies.policies,
-        mode="plan"
+        mode=RunMode.PLAN
         if settings.planner is not None
-        else "apply"
+        else RunMode.APPLY
         if settings.plan is not None
         else None,
         plan_sha256=settings.plan.sha256 if settings.plan is not None else None,
@@ -201,10 +195,10 @@ def run_command(settings: RunSettings) -> int:
                 code = _failure_code(_unwrap(err))
             audit.note_agent_calls(stats.scanned_by_agent)  # kept in the resume sidecar
             code = _rotate_if_due(settings, audit, run_id, code)
-    except (UserError, KeyboardInterrupt) as err:
+    except (FatalError, KeyboardInterrupt) as err:
         # Exits 2, 5 and 6 end here: their metrics are pushed too, with this run_id.
-        stats.exit_code = err.exit_code if isinstance(err, UserError) else ExitCode.INTERRUPTED
-        if isinstance(err, UserError):
+        stats.exit_code = err.exit_code if isinstance(err, FatalError) else ExitCode.INTERRUPTED
+        if isinstance(err, FatalError):
             err.run_id = run_id
         if stats.finished_unix is None:
             stats.finished_unix = time.time()
@@ -272,7 +266,7 @@ def _rotate_if_due(settings: RunSettings, audit: AuditLog, run_id: str, code: in
     witness = Witness(settings.witness) if settings.witness else None
     try:
         rotate(audit, run_id=run_id, signer=settings.signer, witness=witness)
-    except (OSError, UserError, WitnessWriteError) as err:
+    except (OSError, FatalError, WitnessWriteError) as err:
         # Every line is still in the log (a rotation never loses one); the next run retries.
         _log.error("run.rotation_failed", error=str(err))
         return code or ExitCode.SOME_FAILED
@@ -292,7 +286,7 @@ def _unwrap(err: BaseException) -> BaseException:
 
 
 def _failure_code(err: BaseException) -> int:
-    if isinstance(err, UserError):
+    if isinstance(err, FatalError):
         raise err
     if isinstance(err, AuditWriteError | RunFailed):
         _log.error("run.failed", error=str(err))
@@ -397,7 +391,7 @@ async def _supervised(
         side.start_soon(lambda: show_progress(stats, refresh, interval=settings.progress_interval))
         try:
             await journal.write(
-                "run_started",
+                Event.RUN_STARTED,
                 {
                     "dry_run": not settings.execute,
                     "version": __version__,
@@ -438,7 +432,7 @@ async def _supervised(
             stats.finished_unix = time.time()
             with anyio.CancelScope(shield=True):
                 await journal.write(
-                    "run_finished",
+                    Event.RUN_FINISHED,
                     {
                         "dry_run": not settings.execute,
                         "exit_code": int(code),
@@ -472,7 +466,7 @@ def _names(settings: RunSettings, path: str) -> list[str]:
 def _exit_code(stats: RunStats, control: RunControl, incomplete: bool) -> int:
     if control.reason is not None:
         return STOP_EXIT_CODES[control.reason]
-    unsettled = stats.outcomes["failed"] or stats.outcomes["unconfirmed"]
+    unsettled = stats.outcomes[Outcome.FAILED] or stats.outcomes[Outcome.UNCONFIRMED]
     if incomplete or unsettled or stats.agents_failed:
         return ExitCode.SOME_FAILED
     return ExitCode.OK

@@ -11,7 +11,7 @@ from typing import Any
 from retention.api.client import check_base_url
 from retention.audit.signing import load_signer
 from retention.audit.witness import WitnessError, check_witness_dir
-from retention.errors import UserError
+from retention.errors import FatalError, UserError
 from retention.log import configure, get_logger
 from retention.policy.load import load_policies
 from retention.run.belts import DEFAULT_SURGE_FACTOR, DEFAULT_SURGE_FLOOR, SurgeGuard
@@ -140,13 +140,13 @@ def run_from_flags(flags: dict[str, Any]) -> int:
     (exit 2) still exports its metrics to every target that is itself valid."""
     try:
         settings = settings_from_flags(**flags)
-    except UserError as err:
+    except FatalError as err:
         _export_refused(flags, err)
         raise
     return run_command(settings)
 
 
-def _export_refused(flags: dict[str, Any], err: UserError) -> None:
+def _export_refused(flags: dict[str, Any], err: FatalError) -> None:
     """The metrics of a run refused before it started: its exit code, nothing else."""
     pushgateway: str | None = flags.get("pushgateway")
     metrics_file: Path | None = flags.get("metrics_file")

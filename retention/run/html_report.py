@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Final
 
+from retention.audit.events import Outcome, RunMode
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
 from retention.run.html import Cell, Chart, Code, Column, Figure, Table, bar_chart, render
 from retention.run.report import OUTCOME_ORDER, RunContext
 from retention.run.stats import AGE_BUCKETS, DEAD_HOLD, FORECAST_BUCKETS, RunStats
+from retention.timestamps import rfc3339, rfc3339_unix
 
 TOP_AGENTS: Final = 15
 TOP_REGIONS: Final = 15
@@ -96,7 +98,7 @@ def _lede(stats: RunStats, context: RunContext) -> str:
 def _when(unix: float | None) -> str:
     if unix is None:
         return "not finished"
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return rfc3339_unix(unix)
 
 
 def duration_words(seconds: float) -> str:
@@ -115,7 +117,7 @@ def _header(stats: RunStats, context: RunContext) -> list[tuple[str, Cell]]:
     stopped = (
         STOP_WORDS.get(stats.stop_reason or "", stats.stop_reason) or "nothing (ran to the end)"
     )
-    now = context.now.isoformat().replace("+00:00", "Z")
+    now = rfc3339(context.now)
     return [
         ("Run id", Code(context.run_id)),
         ("Mode", context.mode_name),
@@ -365,7 +367,7 @@ class PlanApplied:
 
 def _plan_applied(stats: RunStats, context: RunContext) -> PlanApplied | None:
     """`apply`: the planned calls not deleted (by reason) and the due calls not planned."""
-    if context.mode_name != "apply":
+    if context.mode_name != RunMode.APPLY:
         return None
     rows: list[tuple[Cell, ...]] = [
         (f"dropped: {reason}", n)
@@ -373,8 +375,8 @@ def _plan_applied(stats: RunStats, context: RunContext) -> PlanApplied | None:
         if n
     ]
     rows += [
-        ("dropped (all reasons)", stats.outcomes["dropped"]),
-        ("due now, not in the plan", stats.outcomes["not_in_plan"]),
+        ("dropped (all reasons)", stats.outcomes[Outcome.DROPPED]),
+        ("due now, not in the plan", stats.outcomes[Outcome.NOT_IN_PLAN]),
     ]
     table = Table("plan-applied", (Column("calls"), Column("count", True)), rows)
     return PlanApplied(context.plan_sha256 or "—", table)

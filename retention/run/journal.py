@@ -22,6 +22,7 @@ from typing import Any, Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from retention.audit.events import Event
 from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
 from retention.audit.writer import AuditLog, AuditWriteError, utc_timestamp
@@ -62,9 +63,6 @@ class Journal:
         self.log = log
         self.run_id = run_id
         self.checkpoints = checkpoints
-        self.lines_written = 0
-        self.checkpoints_written = 0
-        self.batches = 0
         self._uncovered = 0  # lines of this run since its last checkpoint
         self._checkpointed_at = time.monotonic() if checkpoints else 0.0
         self._send: MemoryObjectSendStream[_Pending]
@@ -72,10 +70,10 @@ class Journal:
         self._send, self._receive = anyio.create_memory_object_stream[_Pending](buffer)
         self._failure: AuditWriteError | None = None
 
-    def record(self, event: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-        return {"ts": utc_timestamp(), "run_id": self.run_id, "event": event, **fields}
+    def record(self, event: Event, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return {"ts": utc_timestamp(), "run_id": self.run_id, "event": str(event), **fields}
 
-    async def write(self, event: str, fields: Mapping[str, Any], *, durable: bool = True) -> None:
+    async def write(self, event: Event, fields: Mapping[str, Any], *, durable: bool = True) -> None:
         """Hand a record to the writer; with `durable`, return once it is fsync'd."""
         if self._failure is not None:
             raise self._failure
@@ -134,7 +132,6 @@ class Journal:
     def _write(self, lines: list[bytes], witnessed: list[tuple[int, bytes]]) -> None:
         """Write and fsync the lines, then witness their checkpoints. Blocking: in a thread."""
         self.log.write_lines(lines)
-        self.checkpoints_written += len(witnessed)
         witness = self.checkpoints.witness if self.checkpoints else None
         if witness is None:
             return
@@ -160,7 +157,5 @@ class Journal:
                 pending.error = err
                 pending.written.set()
             raise
-        self.lines_written += len(batch)
-        self.batches += 1
         for pending in batch:
             pending.written.set()

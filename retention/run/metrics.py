@@ -41,39 +41,23 @@ from prometheus_client.exposition import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from retention.audit.events import Outcome, RunMode
 from retention.errors import UserError
+from retention.policy.decision import KEEP_REASONS, SKIP_REASONS
 from retention.run.stats import RunStats
 
 PREFIX: Final = "retention"
 LAST_SUCCESS: Final = f"{PREFIX}_last_success_timestamp_seconds"
 PUSH_TIMEOUT_SECONDS: Final = 10.0
 METRICS_FILE_SUFFIX: Final = ".prom"  # node_exporter's textfile collector reads only these
-EXECUTE: Final = "execute"
-DRY_RUN: Final = "dry_run"
+EXECUTE: Final = RunMode.EXECUTE.label
+DRY_RUN: Final = RunMode.DRY_RUN.label
 
 Handler = Callable[[str, str, float | None, list[tuple[str, str]], bytes], Callable[[], None]]
 
-# Closed sets from RunStats, always exported (as 0 when absent) so that alert
-# expressions never meet a missing series.
-OUTCOMES: Final = (
-    "deleted",
-    "already_redacted",
-    "not_found",
-    "failed",
-    "unconfirmed",
-    "would_delete",
-)
-SKIP_REASONS: Final = (
-    "inconsistent",
-    "not_terminal",
-    "already_redacted",
-    "no_timestamp",
-    "zdr",
-    "unclear_metadata",
-    "invalid_id",
-    "unreadable",
-)
-KEEP_REASONS: Final = ("held", "no_deletion_rule", "not_yet_due")
+# Closed sets from RunStats (the enums), always exported (as 0 when absent) so that
+# alert expressions never meet a missing series.
+OUTCOMES: Final = tuple(Outcome)
 
 
 class MetricsExportError(Exception):
@@ -203,7 +187,7 @@ def build_registry(
     gauge(
         "run_calls_failed",
         "Deletions that failed after retries in the last run.",
-        stats.outcomes.get("failed", 0),
+        stats.outcomes.get(Outcome.FAILED, 0),
     )
     labelled(
         "run_calls_skipped",
@@ -230,7 +214,7 @@ def build_registry(
     names = set(extra.policies) | set(stats.by_policy)
     per_policy = {name: stats.by_policy.get(name, Counter[str]()) for name in names}
     matched = {name: sum(counts.values()) for name, counts in per_policy.items()}
-    deleted = {name: counts["deleted"] for name, counts in per_policy.items()}
+    deleted = {name: counts[Outcome.DELETED] for name, counts in per_policy.items()}
     labelled(
         "run_policy_calls_matched",
         "Calls the last run selected for deletion, by the policy credited.",

@@ -28,9 +28,10 @@ from retention.api.errors import (
 )
 from retention.api.ids import id_problem, is_valid_id
 from retention.api.models import Agent, Call, UnreadableCall
+from retention.audit.events import Event, Outcome
 from retention.log import get_logger
 from retention.plan.store import Plan, PlannedCall, PlanWriter
-from retention.policy.decision import Action, Decision, Reason
+from retention.policy.decision import Action, Decision, ListingSkip, Reason
 from retention.policy.engine import age_of, decide
 from retention.policy.model import Kind, PolicySet
 from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
@@ -43,11 +44,6 @@ _log = get_logger(__name__)
 
 LISTING_TASKS: Final = 4
 NO_LONGER_TERMINAL: Final = "not deleted: the call is no longer terminal"
-INVALID_ID: Final = "invalid_id"  # skip reason: an id that may not go into a URL
-UNREADABLE: Final = "unreadable"  # skip reason: a listed call the models cannot decode
-# `apply`'s outcomes: a planned call no longer due (with a reason), a due call not planned.
-DROPPED: Final = "dropped"
-NOT_IN_PLAN: Final = "not_in_plan"
 GONE: Final = "gone"  # dropped: planned, and no longer listed by the API
 NOT_LISTED: Final = "not_listed"  # dropped: planned, its agent's listing did not finish
 
@@ -62,24 +58,23 @@ class Work:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the audit log records for one deletion; `event=None`: unknown, left open."""
+class Settled:
+    """What the audit log records for one deletion; `event=None`: unknown, left open
+    (counted as unconfirmed, not written)."""
 
-    event: str | None
+    event: Event | None
     extra: dict[str, str]
 
     @staticmethod
-    def failed(error: str) -> Outcome:
-        return Outcome("failed", {"error": error})
+    def failed(error: str) -> Settled:
+        return Settled(Event.FAILED, {"error": error})
 
     @staticmethod
-    def redacted(event: str, call: Call) -> Outcome:
-        return Outcome(event, {"redacted_at": api_timestamp(call.redacted_at)})
+    def redacted(event: Event, call: Call) -> Settled:
+        return Settled(event, {"redacted_at": api_timestamp(call.redacted_at)})
 
 
-UNKNOWN: Final = Outcome(None, {})
-# Counted (not written) when a DELETE's result could not be learnt: its intent stays open.
-UNCONFIRMED: Final = "unconfirmed"
+UNKNOWN: Final = Settled(None, {})
 
 
 def describe_failure(err: ApiError) -> str:
@@ -198,7 +193,7 @@ class Pipeline:
         """A listed call the models cannot decode: never deleted, counted and named."""
         self.stats.scanned += 1
         self.stats.scanned_by_agent[agent.id] += 1
-        self.stats.skipped[UNREADABLE] += 1
+        self.stats.skipped[ListingSkip.UNREADABLE.value] += 1
         shown = call.id if is_valid_id(call.id) else None  # an odd id may hold anything
         _log.warning("run.call_unreadable", call_id=shown, agent_id=agent.id, problem=call.problem)
 
@@ -210,7 +205,7 @@ class Pipeline:
         stats.scanned_by_agent[agent.id] += 1
         if not is_valid_id(call.id):
             # Never put it into a URL: kept, counted and named (by agent, not by its id).
-            stats.skipped[INVALID_ID] += 1
+            stats.skipped[ListingSkip.INVALID_ID.value] += 1
             _log.warning("run.invalid_call_id", agent_id=agent.id, problem=id_problem(call.id))
             return
         masks = stats.match_masks
@@ -246,14 +241,14 @@ class Pipeline:
             stats.due_by_policy[policy] += 1
             if self.plan is not None and planned is None:
                 # Due now, but nobody approved it: never deleted by `apply`.
-                self._record(Work(call, agent, policy), NOT_IN_PLAN)
+                self._record(Work(call, agent, policy), Outcome.NOT_IN_PLAN)
                 return
             if self.planner is not None:
                 self.planner.add(_planned(call, agent, policy, self.now))
             if self.execute:
                 await calls.send(Work(call, agent, policy))
             else:
-                self._record(Work(call, agent, policy), "would_delete")
+                self._record(Work(call, agent, policy), Outcome.WOULD_DELETE)
 
     def _histograms(self, call: Call, decision: Decision) -> None:
         """The report's bounded histograms: ages, the forecast, the rules cited."""
@@ -273,7 +268,7 @@ class Pipeline:
             reason = f"held by {decision.held_by}"
         self.stats.dropped[reason] += 1
         _log.info("apply.dropped", call_id=call.id, agent_id=agent.id, reason=reason)
-        self._record(Work(call, agent, policy), DROPPED)
+        self._record(Work(call, agent, policy), Outcome.DROPPED)
 
     def settle_plan(self, *, complete: bool) -> None:
         """After the listing: planned calls never listed are dropped, as `gone` when every
@@ -284,9 +279,9 @@ class Pipeline:
         if unseen:
             reason = GONE if complete else NOT_LISTED
             self.stats.dropped[reason] += unseen
-            self.stats.outcomes[DROPPED] += unseen
+            self.stats.outcomes[Outcome.DROPPED.value] += unseen
 
-    def _record(self, work: Work, outcome: str) -> None:
+    def _record(self, work: Work, outcome: Outcome) -> None:
         call = work.call
         self.stats.record_selected(
             work.policy, work.agent.id, call.deployment_region or "unknown", outcome
@@ -326,29 +321,29 @@ class Pipeline:
     async def _delete(self, work: Work) -> None:
         keys = {"call_id": work.call.id, "agent_id": work.agent.id, "policy": work.policy}
         # Durable before the request goes out: a crash after this line is recoverable.
-        await self.journal.write("delete_requested", keys)
+        await self.journal.write(Event.DELETE_REQUESTED, keys)
         tracker = SendTracker()
         token = current_send.set(tracker)
         try:
-            outcome = await self._send_delete(work.call)
+            settled = await self._send_delete(work.call)
         except RunStopped:
-            outcome = Outcome.failed("not sent: the run stopped") if not tracker.sent else UNKNOWN
+            settled = Settled.failed("not sent: the run stopped") if not tracker.sent else UNKNOWN
         finally:
             current_send.reset(token)
-        if outcome.event is None:
+        if settled.event is None:
             _log.warning(
                 "run.outcome_unknown",
                 call_id=work.call.id,
                 hint="left open in the audit log; the next run asks the API and records it",
             )
-            self._record(work, UNCONFIRMED)
+            self._record(work, Outcome.UNCONFIRMED)
             return
-        await self.journal.write(outcome.event, {**keys, **outcome.extra}, durable=False)
-        if outcome.event == "failed":
-            self.stats.record_failure(outcome.extra.get("error", "unknown"))
-        self._record(work, outcome.event)
+        await self.journal.write(settled.event, {**keys, **settled.extra}, durable=False)
+        if settled.event == Event.FAILED:
+            self.stats.record_failure(settled.extra.get("error", "unknown"))
+        self._record(work, Outcome(settled.event))
 
-    async def _send_delete(self, call: Call) -> Outcome:
+    async def _send_delete(self, call: Call) -> Settled:
         """The outcome table (README, "What a DELETE's answer means"): only a 2xx carrying
         this call with `redacted_at` settles a DELETE; any other answer, or no answer, is
         settled by reading the call. A 404 is read again too: a 404 that hid a redaction
@@ -363,18 +358,18 @@ class Pipeline:
         except ApiError as err:
             return await self._confirm(call, describe_failure(err), reached_server(err))
         if answer.redacted_at is not None and answer.id == call.id:
-            return Outcome.redacted("deleted", answer)
+            return Settled.redacted(Event.DELETED, answer)
         cause = "answered without redacted_at" if answer.id == call.id else "answered another call"
         return await self._confirm(call, cause, reached=True)
 
-    async def _confirm(self, call: Call, cause: str, reached: bool) -> Outcome:
+    async def _confirm(self, call: Call, cause: str, reached: bool) -> Settled:
         """Read the call to learn what the API did. `reached`: a DELETE of ours may have
         reached the server, so a redaction seen now is ours. A call that cannot be read
         leaves the intent open: the next run's recovery asks again."""
         try:
             fresh = await self.client.get_call(call.id)
         except NotFound:
-            return Outcome("not_found", {})
+            return Settled(Event.NOT_FOUND, {})
         except AuthError:
             self.control.stop(StopReason.CREDENTIALS)
             return UNKNOWN
@@ -383,10 +378,10 @@ class Pipeline:
         if fresh.id != call.id:
             return UNKNOWN  # an answer about another call says nothing about this one
         if fresh.redacted_at is not None:
-            return Outcome.redacted("deleted" if reached else "already_redacted", fresh)
+            return Settled.redacted(Event.DELETED if reached else Event.ALREADY_REDACTED, fresh)
         if not fresh.terminal:
-            return Outcome.failed(NO_LONGER_TERMINAL)
-        return Outcome.failed(cause)
+            return Settled.failed(NO_LONGER_TERMINAL)
+        return Settled.failed(cause)
 
 
 def _planned(call: Call, agent: Agent, policy: str, now: datetime) -> PlannedCall:

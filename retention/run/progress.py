@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from retention.audit.events import Outcome
 from retention.log import get_logger
 from retention.run.stats import DEAD_HOLD, RunStats
 
@@ -30,11 +31,7 @@ def snapshot(stats: RunStats) -> dict[str, Any]:
         "agents": stats.agents,
         "scanned": stats.scanned,
         "due": stats.due,
-        "deleted": done["deleted"],
-        "already_redacted": done["already_redacted"],
-        "not_found": done["not_found"],
-        "failed": done["failed"],
-        "would_delete": done["would_delete"],
+        **{outcome.value: done[outcome] for outcome in Outcome},
         "deletions_per_second": round(stats.deletions_per_second, 1),
         "requests": stats.requests,
         "retries": stats.retries,
@@ -77,14 +74,14 @@ async def show_progress(
 
 def _applied(stats: RunStats) -> bool:
     """Whether the run had a plan to account for (only `apply` drops or leaves calls)."""
-    return bool(stats.dropped or stats.outcomes["dropped"] or stats.outcomes["not_in_plan"])
+    return bool(
+        stats.dropped or stats.outcomes[Outcome.DROPPED] or stats.outcomes[Outcome.NOT_IN_PLAN]
+    )
 
 
 def _plan_fields(stats: RunStats) -> dict[str, Any]:
-    return {
-        "dropped": dict(sorted(stats.dropped.items())),
-        "not_in_plan": stats.outcomes["not_in_plan"],
-    }
+    """`apply`: `dropped` by reason (the snapshot has its total, and `not_in_plan`)."""
+    return {Outcome.DROPPED.value: dict(sorted(stats.dropped.items()))}
 
 
 def warn_dead_holds(stats: RunStats) -> None:
@@ -109,8 +106,7 @@ def print_summary(stats: RunStats, *, stream: TextIO | None = None) -> None:
             by_policy=by_policy,
             matched_by_policy=stats.matched_by_policy(),
             dead_holds=stats.dead_holds(),
-            **(_plan_fields(stats) if _applied(stats) else {}),
-            **fields,
+            **{**fields, **(_plan_fields(stats) if _applied(stats) else {})},
         )
         return
     console = Console(file=out)

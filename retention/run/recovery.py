@@ -26,8 +26,9 @@ import msgspec
 from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
 from retention.api.ids import is_valid_id
-from retention.audit.writer import OpenIntent
+from retention.audit.events import Event, OpenIntent
 from retention.log import get_logger
+from retention.policy.decision import ListingSkip
 from retention.run.control import RunStopped
 from retention.run.journal import Journal
 from retention.run.stats import RunStats
@@ -86,8 +87,8 @@ async def recover(
         if not is_valid_id(intent.call_id):
             # It was never sent (no request carries such an id): close it, or every later
             # run would stop on it.
-            await journal.write("failed", {**keys, "error": INVALID_ID})
-            stats.recovered["invalid_id"] += 1
+            await journal.write(Event.FAILED, {**keys, "error": INVALID_ID})
+            stats.recovered[ListingSkip.INVALID_ID.value] += 1
             return
         try:
             call = await client.get_call(intent.call_id)
@@ -97,8 +98,8 @@ async def recover(
                     await anyio.sleep(delay)
                     call = await client.get_call(intent.call_id)
         except NotFound:
-            await journal.write("not_found", keys)
-            stats.recovered["not_found"] += 1
+            await journal.write(Event.NOT_FOUND, keys)
+            stats.recovered[Event.NOT_FOUND.value] += 1
             return
         except (AuthError, RunStopped):
             # Stop every other read at once; the caller sees one RunStopped, not a group.
@@ -114,10 +115,12 @@ async def recover(
             _log.warning("audit.recovery_failed", error="the API answered another call")
             return
         if call.redacted_at is not None:
-            await journal.write("deleted", {**keys, "redacted_at": api_timestamp(call.redacted_at)})
-            stats.recovered["deleted"] += 1
+            await journal.write(
+                Event.DELETED, {**keys, "redacted_at": api_timestamp(call.redacted_at)}
+            )
+            stats.recovered[Event.DELETED.value] += 1
         else:
-            await journal.write("failed", {**keys, "error": NOT_DELETED})
+            await journal.write(Event.FAILED, {**keys, "error": NOT_DELETED})
             stats.recovered["not_deleted"] += 1
 
     async with anyio.create_task_group() as group:

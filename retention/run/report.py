@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from retention import __version__
+from retention import __version__, markdown
 from retention.api.models import Call
+from retention.audit.events import Outcome, RunMode
+from retention.durable import replace_text, temp_path
 from retention.errors import UserError
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
 from retention.run.stats import DEAD_HOLD, RunStats
+from retention.timestamps import rfc3339, rfc3339_unix
 
 ReportFormat = Literal["csv", "json", "md", "html"]
-# What the run was: `plan` and `apply` are the two halves of a reviewed deletion.
-Mode = Literal["dry run", "execute", "plan", "apply"]
 CSV_HEADER: Final = (
     "call_id",
     "agent_id",
@@ -47,16 +47,7 @@ _FORMATS: Final[Mapping[str, ReportFormat]] = {
     ".html": "html",
     ".htm": "html",
 }
-OUTCOME_ORDER: Final = (
-    "would_delete",
-    "deleted",
-    "already_redacted",
-    "not_found",
-    "failed",
-    "unconfirmed",
-    "dropped",  # `apply`: planned, no longer due (by reason in the report's `plan`)
-    "not_in_plan",  # `apply`: due now, never approved: not deleted
-)
+OUTCOME_ORDER: Final = tuple(Outcome)
 
 
 class ReportError(UserError):
@@ -85,15 +76,13 @@ class RunContext:
     policy_sources: tuple[tuple[str, str], ...]  # (path, sha256)
     # The policies, for their annotations and the sweeps' override lines (not per call).
     policies: tuple[Policy, ...] = ()
-    mode: Mode | None = None  # None: "dry run" or "execute", from dry_run
+    mode: RunMode | None = None  # None: "dry run" or "execute", from dry_run
     plan_sha256: str | None = None  # `apply`: the digest of the plan applied
     version: str = __version__
 
     @property
-    def mode_name(self) -> Mode:
-        if self.mode is not None:
-            return self.mode
-        return "dry run" if self.dry_run else "execute"
+    def mode_name(self) -> RunMode:
+        return self.mode if self.mode is not None else RunMode.of(self.dry_run)
 
 
 class Report:
@@ -108,7 +97,7 @@ class Report:
         self._failure: str | None = None  # why the CSV could not be written, if it failed
 
     def open(self) -> None:
-        target = self.path if self.format == "csv" else _temp_path(self.path)
+        target = self.path if self.format == "csv" else temp_path(self.path)
         try:
             handle = target.open("w", encoding="utf-8", newline="")
         except OSError as err:
@@ -128,7 +117,7 @@ class Report:
             return
         origin = call.age_origin
         age = f"{(now - origin).total_seconds() / 86400:.1f}" if origin is not None else ""
-        start = call.start_time.isoformat().replace("+00:00", "Z") if call.start_time else ""
+        start = rfc3339(call.start_time) if call.start_time else ""
         try:
             self._csv.writerow(
                 (
@@ -158,10 +147,8 @@ class Report:
                 raise ReportError(f"cannot write {self.path}: {self._failure}", where="--report")
             return
         text = render(self.format, stats, context)
-        temp = _temp_path(self.path)
         try:
-            temp.write_text(text, encoding="utf-8")
-            os.replace(temp, self.path)
+            replace_text(self.path, text)
         except OSError as err:
             raise ReportError(
                 f"cannot write {self.path}: {err.strerror or err}", where="--report"
@@ -192,15 +179,8 @@ def render(fmt: ReportFormat, stats: RunStats, context: RunContext) -> str:
     return render_markdown(totals)
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
 def _iso(unix: float | None) -> str | None:
-    if unix is None:
-        return None
-    moment = datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
-    return moment.replace("+00:00", "Z")
+    return None if unix is None else rfc3339_unix(unix)
 
 
 def _counts(counter: Mapping[str, int]) -> dict[str, int]:
@@ -223,9 +203,9 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
     return {
         "run_id": context.run_id,
         "dry_run": context.dry_run,
-        "now": context.now.isoformat().replace("+00:00", "Z"),
+        "now": rfc3339(context.now),
         "shard": context.shard,
-        "mode": context.mode_name,
+        "mode": context.mode_name.value,
         "version": context.version,
         "started": _iso(stats.started_unix),
         "finished": _iso(stats.finished_unix),
@@ -244,7 +224,7 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
             "selected": selected,
             "kept": sum(stats.kept.values()),
             "skipped": sum(stats.skipped.values()),
-            "failed": stats.outcomes["failed"],
+            "failed": stats.outcomes[Outcome.FAILED],
             "outcomes": _counts(stats.outcomes),
         },
         "selected_by_policy": {
@@ -266,7 +246,7 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
         # Calls each policy matched (all its conditions held), whatever the decision.
         "matched_by_policy": stats.matched_by_policy(),
         "dead_holds": stats.dead_holds(),
-        **({"plan": plan_account(stats, context)} if context.mode_name == "apply" else {}),
+        **({"plan": plan_account(stats, context)} if context.mode_name == RunMode.APPLY else {}),
     }
 
 
@@ -275,9 +255,9 @@ def plan_account(stats: RunStats, context: RunContext) -> dict[str, Any]:
     calls due now that it did not hold (`not_in_plan`)."""
     return {
         "sha256": context.plan_sha256,
-        "dropped": stats.outcomes["dropped"],
+        "dropped": stats.outcomes[Outcome.DROPPED],
         "dropped_by_reason": _counts(stats.dropped),
-        "not_in_plan": stats.outcomes["not_in_plan"],
+        "not_in_plan": stats.outcomes[Outcome.NOT_IN_PLAN],
     }
 
 
@@ -308,18 +288,11 @@ def _policy_entry(policy: Policy, stats: RunStats, policies: Sequence[Policy]) -
     return entry
 
 
-def _table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
+def _table(title: str, rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
     lines = [f"## {title}", ""]
     if not rows:
         return [*lines, "None.", ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    lines.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows)
-    return [*lines, ""]
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return [*lines, *markdown.table(header, rows), ""]
 
 
 def _by_count(groups: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -348,8 +321,8 @@ def _outcome_table(
 
 def render_markdown(totals: Mapping[str, Any]) -> str:
     t = totals["totals"]
-    mode = totals.get("mode") or ("dry run" if totals["dry_run"] else "execute")
-    if mode == "dry run":
+    mode = totals.get("mode") or RunMode.of(totals["dry_run"])
+    if mode == RunMode.DRY_RUN:
         mode = "dry run (nothing deleted)"
     duration = totals.get("duration_seconds")
     lines = [
@@ -406,7 +379,10 @@ def render_markdown(totals: Mapping[str, Any]) -> str:
         ("retention policy", "calls"),
     )
     lines += _table("Skipped", _count_rows(totals["skipped"]), ("reason", "calls"))
-    lines += _table("Failed", [("failed", str(t["failed"]))] if t["failed"] else [], ("", "calls"))
+    failed: list[tuple[str, ...]] = (
+        [(Outcome.FAILED.value, str(t["failed"]))] if t["failed"] else []
+    )
+    lines += _table("Failed", failed, ("", "calls"))
     lines += _matched_section(totals.get("matched_by_policy", {}), totals.get("dead_holds", []))
     lines += _policies_section(totals.get("policies", []))
     lines += _plan_section(totals.get("plan"))
@@ -438,7 +414,7 @@ def _policies_section(policies: Sequence[Mapping[str, Any]]) -> list[str]:
     notes = [o["note"] for p in policies for o in p.get("overridden_by", [])]
     if notes:
         lines += ["## Sweeps overridden by retention rules", ""]
-        lines += [f"- {_md_cell(note)}" for note in notes]
+        lines += [f"- {markdown.cell(note)}" for note in notes]
         lines.append("")
     return lines
 

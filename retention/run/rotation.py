@@ -260,14 +260,14 @@ def rotate(
     log: AuditLog, *, run_id: str, signer: Signer | None = None, witness: Witness | None = None
 ) -> Rotated | None:
     """Close the live file as the next segment (None when it holds no line)."""
-    from retention.audit.signing import CHECKPOINT_EVENT
+    from retention.audit.events import Event
     from retention.audit.writer import utc_timestamp
 
     if log.fd is None or os.fstat(log.fd).st_size == 0:
         return None
     # This run's own lines are not in the start-up scan: read the file for what is open.
     scan = log.rescan()
-    if scan.last_event != CHECKPOINT_EVENT:
+    if scan.last_event != Event.CHECKPOINT:
         if signer is None and scan.signed:
             raise RotationError(
                 "the log is signed and does not end on a checkpoint; give --signing-key "

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from retention.audit.events import Outcome
 from retention.policy.decision import Decision
 
 DAY: Final = 86400.0
@@ -59,13 +60,9 @@ class RunStats:
     # agent id -> calls listed (bounded by agents): the sizes an even sharding uses
     scanned_by_agent: Counter[str] = field(default_factory=Counter)
     due: int = 0  # calls the policies select for deletion
-    # outcome -> count: deleted, already_redacted, not_found, failed, would_delete, and
-    # unconfirmed (sent, but what the API did is unknown: the intent stays open)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    # skip reason -> count: not_terminal, already_redacted, no_timestamp, zdr
-    skipped: Counter[str] = field(default_factory=Counter)
-    # keep reason -> count: held, no_deletion_rule, not_yet_due
-    kept: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # Outcome -> count
+    skipped: Counter[str] = field(default_factory=Counter)  # a SKIP_REASONS member -> count
+    kept: Counter[str] = field(default_factory=Counter)  # a KEEP_REASONS member -> count
     # credited policy -> outcome -> count
     by_policy: dict[str, Counter[str]] = field(default_factory=dict)
     requests: int = 0
@@ -160,15 +157,16 @@ class RunStats:
             if name:
                 self.cited[name] += 1
 
-    def record_outcome(self, policy: str, outcome: str) -> None:
-        self.outcomes[outcome] += 1
-        self.by_policy.setdefault(policy, Counter())[outcome] += 1
+    def record_outcome(self, policy: str, outcome: Outcome) -> None:
+        key = outcome.value  # counters hold plain strings: their keys reach logs and JSON
+        self.outcomes[key] += 1
+        self.by_policy.setdefault(policy, Counter())[key] += 1
 
-    def record_selected(self, policy: str, agent_id: str, region: str, outcome: str) -> None:
+    def record_selected(self, policy: str, agent_id: str, region: str, outcome: Outcome) -> None:
         """A call selected for deletion reached `outcome` (would_delete in a dry run)."""
         self.record_outcome(policy, outcome)
-        self.by_agent.setdefault(agent_id, Counter())[outcome] += 1
-        self.by_region.setdefault(region, Counter())[outcome] += 1
+        self.by_agent.setdefault(agent_id, Counter())[outcome.value] += 1
+        self.by_region.setdefault(region, Counter())[outcome.value] += 1
 
     def record_held(self, decision: Decision) -> None:
         """A call kept because retention rules hold it: counted under every holder, and
@@ -185,4 +183,4 @@ class RunStats:
     @property
     def deletions_per_second(self) -> float:
         elapsed = self.elapsed
-        return self.outcomes["deleted"] / elapsed if elapsed > 0 else 0.0
+        return self.outcomes[Outcome.DELETED] / elapsed if elapsed > 0 else 0.0

@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from retention.audit.events import Event
 from retention.audit.signing import Signer, check_signature, load_public_keys
 from retention.audit.verify import verify_log
 from retention.audit.witness import Witness
@@ -136,7 +137,7 @@ def _journal_run(log: AuditLog, signer: Signer, witness: Path, records: int, eve
             group.start_soon(journal.run)
             for number in range(records):
                 # Durable, one at a time: each record is its own batch.
-                await journal.write("run_started" if number == 0 else "run_finished", {})
+                await journal.write(Event.RUN_STARTED if number == 0 else Event.RUN_FINISHED, {})
             await journal.close()
 
     anyio.run(go)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from retention.audit.events import Outcome
 from retention.run.metrics import LAST_SUCCESS, MetricsExportError, export_metrics
 from retention.run.stats import RunStats
 from tests.e2e.support import API_KEY as SANDBOX_KEY
@@ -92,9 +93,9 @@ def _stats(*, exit_code: int, finished: float, dry_run: bool = False) -> RunStat
     stats.agents = 3
     stats.scanned = 40
     stats.due = 9
-    stats.record_outcome("support-90d", "deleted")
-    stats.record_outcome("support-90d", "deleted")
-    stats.record_outcome("sales-30d", "failed")
+    stats.record_outcome("support-90d", Outcome.DELETED)
+    stats.record_outcome("support-90d", Outcome.DELETED)
+    stats.record_outcome("sales-30d", Outcome.FAILED)
     stats.skipped.update({"not_terminal": 4, "zdr": 2})
     stats.kept.update({"held": 5})
     stats.requests = 60

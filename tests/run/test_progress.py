@@ -10,6 +10,7 @@ import anyio
 import pytest
 import structlog
 
+from retention.audit.events import Outcome
 from retention.run.progress import print_summary, show_progress
 from retention.run.stats import RunStats
 
@@ -30,9 +31,9 @@ def busy_stats(*, dry_run: bool) -> RunStats:
     stats.throttled = 7
     stats.retries = 9
     for _ in range(395):
-        stats.record_outcome("eu-30d", "would_delete" if dry_run else "deleted")
+        stats.record_outcome("eu-30d", Outcome.WOULD_DELETE if dry_run else Outcome.DELETED)
     for _ in range(5):
-        stats.record_outcome("default-90d", "failed")
+        stats.record_outcome("default-90d", Outcome.FAILED)
     stats.kept["held"] = 12
     stats.skipped["zdr"] = 30
     return stats
@@ -98,10 +99,10 @@ def test_the_summary_of_an_apply_has_a_row_per_dropped_reason_and_not_in_plan() 
     stats = busy_stats(dry_run=False)
     stats.exit_code = 0
     for _ in range(4):
-        stats.record_outcome("eu-30d", "not_in_plan")
+        stats.record_outcome("eu-30d", Outcome.NOT_IN_PLAN)
     stats.dropped.update({"held by case-hold": 2, "gone": 1})
     for _ in range(3):
-        stats.record_outcome("eu-30d", "dropped")
+        stats.record_outcome("eu-30d", Outcome.DROPPED)
     print_summary(stats, stream=out)
     rows = {
         cells[0]: cells[1]

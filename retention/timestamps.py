@@ -1,0 +1,21 @@
+"""Instants as RFC 3339 text, one way everywhere: UTC, with a `Z`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+Precision = Literal["auto", "seconds", "milliseconds"]
+
+
+def rfc3339(instant: datetime, timespec: Precision = "auto") -> str:
+    """`instant` in UTC as RFC 3339 text ending in `Z`; a naive instant is taken as UTC
+    (the API's convention), never as local time."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    return instant.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def rfc3339_unix(seconds: float) -> str:
+    """A Unix time as RFC 3339 text, to the second."""
+    return rfc3339(datetime.fromtimestamp(seconds, UTC), "seconds")
