@@ -480,6 +480,14 @@ def audit_keygen(key_file: Path) -> int:
     envvar="RETENTION_SURGE_FACTOR",
     help="The surge guard's multiple of the median of recent runs' deletions.",
 )
+@_env_option(
+    "--horizon",
+    default="30d",
+    show_default=True,
+    envvar="RETENTION_HORIZON",
+    help="The forecast's window: count kept calls becoming due within it (e.g. 30d, 2w;"
+    " at most 366d), with 7d and 30d inside it.",
+)
 def run(**flags: Any) -> int:
     """Delete the sensitive data of every call the policies say is due (dry run by default).
 
@@ -511,6 +519,7 @@ _RUN_SHARED = (
     "signing_key",
     "witness",
     "rotate_bytes",
+    "horizon",
 )
 
 

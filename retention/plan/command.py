@@ -86,6 +86,7 @@ def publish_plan(settings: RunSettings, stats: RunStats, run_id: str, code: int)
         "by_agent": _planned(stats.by_agent),
         "by_region": _planned(stats.by_region),
         "scanned": stats.scanned,
+        "forecast": stats.upcoming.summary(),
     }
     try:
         digest = writer.commit(header)
@@ -94,6 +95,12 @@ def publish_plan(settings: RunSettings, stats: RunStats, run_id: str, code: int)
         raise PlanError(f"cannot write the plan ({err.strerror or err})", where="--out") from None
     click.echo(f"plan {writer.target}: {writer.rows} calls due")
     click.echo(f"sha256 {digest}")
+    total = stats.upcoming.summary()["total"]
+    if any(total.values()):
+        click.echo(
+            "becoming due: "
+            + ", ".join(f"{count} within {window}" for window, count in total.items())
+        )
     click.echo(
         f"review it, then: retention apply {writer.target} --execute --expect-sha256 {digest}"
     )

@@ -17,6 +17,7 @@ from typing import Final
 
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
+from retention.run.forecast import FORECAST_NOTE, forecast_rows
 from retention.run.html import Cell, Chart, Code, Column, Figure, Table, bar_chart, render
 from retention.run.report import OUTCOME_ORDER, RunContext
 from retention.run.stats import AGE_BUCKETS, DEAD_HOLD, FORECAST_BUCKETS, RunStats
@@ -82,6 +83,8 @@ def render_run_html(stats: RunStats, context: RunContext) -> str:
             "Failures by cause", "failures", ("cause", "failures"), stats.failures, "warn"
         ),
         forecast=_forecast(stats),
+        upcoming=_upcoming(stats),
+        upcoming_note=FORECAST_NOTE,
         sweeps=_sweeps(stats, context),
         plan_applied=_plan_applied(stats, context),
     )
@@ -331,6 +334,14 @@ def _forecast(stats: RunStats) -> Figure:
             else None,
         ),
     )
+
+
+def _upcoming(stats: RunStats) -> Table:
+    """Kept calls becoming due within 7 and 30 days and the horizon, by policy."""
+    header, rows = forecast_rows(stats.upcoming.summary())
+    columns = [Column(header[0]), *(Column(name, True) for name in header[1:])]
+    cells: list[tuple[Cell, ...]] = [(row[0], *(int(n) for n in row[1:])) for row in rows]
+    return Table("upcoming", columns, cells[:-1], total=cells[-1] if cells else None)
 
 
 def _sweeps(stats: RunStats, context: RunContext) -> list[Sweep]:

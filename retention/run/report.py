@@ -24,6 +24,7 @@ from retention.api.models import Call
 from retention.errors import UserError
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
+from retention.run.forecast import FORECAST_NOTE, forecast_rows
 from retention.run.stats import DEAD_HOLD, RunStats
 
 ReportFormat = Literal["csv", "json", "md", "html"]
@@ -266,6 +267,8 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
         # Calls each policy matched (all its conditions held), whatever the decision.
         "matched_by_policy": stats.matched_by_policy(),
         "dead_holds": stats.dead_holds(),
+        # Kept calls becoming due within 7 and 30 days and the horizon, by policy.
+        "forecast": stats.upcoming.summary(),
         **({"plan": plan_account(stats, context)} if context.mode_name == "apply" else {}),
     }
 
@@ -408,6 +411,7 @@ def render_markdown(totals: Mapping[str, Any]) -> str:
     lines += _table("Skipped", _count_rows(totals["skipped"]), ("reason", "calls"))
     lines += _table("Failed", [("failed", str(t["failed"]))] if t["failed"] else [], ("", "calls"))
     lines += _matched_section(totals.get("matched_by_policy", {}), totals.get("dead_holds", []))
+    lines += _forecast_section(totals.get("forecast"))
     lines += _policies_section(totals.get("policies", []))
     lines += _plan_section(totals.get("plan"))
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -424,6 +428,15 @@ def _matched_section(matched: Mapping[str, int], dead_holds: Sequence[str]) -> l
         for name, calls in sorted(matched.items(), key=lambda item: (-item[1], item[0]))
     ]
     return _table("Calls matched, by policy", rows, ("policy", "calls matched", "note"))
+
+
+def _forecast_section(forecast: Mapping[str, Any] | None) -> list[str]:
+    """Kept calls becoming due within each window, by policy."""
+    if forecast is None:
+        return []
+    header, rows = forecast_rows(forecast)
+    lines = _table(f"Becoming due (next {forecast['horizon_days']} days)", rows, tuple(header))
+    return [*lines[:2], FORECAST_NOTE, "", *lines[2:]]
 
 
 def _policies_section(policies: Sequence[Mapping[str, Any]]) -> list[str]:
