@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final
 
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
@@ -21,6 +21,7 @@ from retention.run.forecast import FORECAST_NOTE, forecast_rows
 from retention.run.html import Cell, Chart, Code, Column, Figure, Table, bar_chart, render
 from retention.run.report import OUTCOME_ORDER, RunContext
 from retention.run.stats import AGE_BUCKETS, DEAD_HOLD, FORECAST_BUCKETS, RunStats
+from retention.run.sweeps import account_rows, sweep_accounts
 
 TOP_AGENTS: Final = 15
 TOP_REGIONS: Final = 15
@@ -345,22 +346,22 @@ def _upcoming(stats: RunStats) -> Table:
 
 
 def _sweeps(stats: RunStats, context: RunContext) -> list[Sweep]:
-    """Each sweep (`delete_after: 0d`): what it selected, what became of it, what held."""
-    sweeps = [p for p in context.policies if p.kind == Kind.DELETE and p.duration == timedelta(0)]
+    """Each sweep (`delete_after: 0d`): what it matched, what became of it, what held."""
+    by_name = {p.name: p for p in context.policies}
     accounts = []
-    for sweep in sweeps:
-        outcomes = stats.by_policy.get(sweep.name, Counter[str]())
-        held = stats.held_from.get(sweep.name, Counter[str]())
-        rows: list[tuple[str, int]] = [("due", stats.due_by_policy[sweep.name])]
-        rows += [(_outcome_words(o), outcomes[o]) for o in OUTCOME_ORDER if outcomes[o]]
-        rows += [(f"held by {hold}", n) for hold, n in sorted(held.items(), key=lambda i: -i[1])]
-        holds = [p for p in context.policies if p.kind == Kind.RETAIN and held[p.name]]
+    for account in sweep_accounts(stats, context.policies, OUTCOME_ORDER):
+        sweep = by_name[account["policy"]]
+        rows: list[tuple[Cell, ...]] = list(account_rows(account))
         accounts.append(
             Sweep(
                 sweep.name,
                 _annotations(sweep),
                 Table(f"sweep-{sweep.name}", (Column("calls"), Column("count", True)), rows),
-                [overridden_words(sweep, hold, held[hold.name]) for hold in holds],
+                [
+                    overridden_words(sweep, by_name[hold], n)
+                    for hold, n in account["held_by"].items()
+                    if hold in by_name
+                ],
             )
         )
     return accounts

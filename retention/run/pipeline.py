@@ -31,13 +31,14 @@ from retention.api.models import Agent, Call, UnreadableCall
 from retention.log import get_logger
 from retention.plan.store import Plan, PlannedCall, PlanWriter
 from retention.policy.decision import Action, Decision, Reason
-from retention.policy.engine import age_of, decide
+from retention.policy.engine import Listed, age_of, decide
 from retention.policy.model import Kind, PolicySet
 from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
 from retention.run.journal import Journal
 from retention.run.recovery import api_timestamp
 from retention.run.report import Report
 from retention.run.stats import MATCH_MASKS, RunStats
+from retention.run.sweeps import is_sweep
 
 _log = get_logger(__name__)
 
@@ -128,6 +129,10 @@ class Pipeline:
         self.requested = 0  # DELETEs this run decided to send (the --max-deletes budget)
         self._durations = {p.name: p.duration for p in policies.policies}  # for the forecast
         self._holds = any(p.kind == Kind.RETAIN for p in policies.policies)
+        # Sweeps (`delete_after: 0d`) by mask bit: their accounts count skipped matches.
+        self._sweeps = tuple(
+            (1 << i, p.name) for i, p in enumerate(policies.policies) if is_sweep(p)
+        )
         self.planner = planner  # `plan`: every due call is written to the plan file
         self.plan = plan  # `apply`: only planned calls that are still due are deleted
         self.surge_limit = surge_limit  # the surge guard's line (None: off)
@@ -225,6 +230,8 @@ class Pipeline:
                 self._dropped(agent, call, planned[1], decision)
         if decision.action is Action.SKIP:
             stats.skipped[decision.reason.value] += 1
+            if self._sweeps:
+                self._sweep_skipped(agent, call, decision.reason)
             if decision.reason is Reason.INCONSISTENT:
                 _log.warning(
                     "run.inconsistent_call",
@@ -253,6 +260,13 @@ class Pipeline:
                 await calls.send(Work(call, agent, policy))
             else:
                 self._record(Work(call, agent, policy), "would_delete")
+
+    def _sweep_skipped(self, agent: Agent, call: Call, reason: Reason) -> None:
+        """A skipped call each sweep matched: counted by reason for its account."""
+        mask = self.policies.index.mask(call, Listed(agent.id, agent.name or None))
+        for bit, name in self._sweeps:
+            if mask & bit:
+                self.stats.sweep_skipped.setdefault(name, Counter())[reason.value] += 1
 
     def _histograms(self, call: Call, agent: Agent, decision: Decision) -> None:
         """The report's bounded histograms: ages, the forecast, the rules cited."""

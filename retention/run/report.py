@@ -26,6 +26,7 @@ from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
 from retention.run.forecast import FORECAST_NOTE, forecast_rows
 from retention.run.stats import DEAD_HOLD, RunStats
+from retention.run.sweeps import account_rows, sweep_accounts
 
 ReportFormat = Literal["csv", "json", "md", "html"]
 # What the run was: `plan` and `apply` are the two halves of a reviewed deletion.
@@ -269,6 +270,8 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
         "dead_holds": stats.dead_holds(),
         # Kept calls becoming due within 7 and 30 days and the horizon, by policy.
         "forecast": stats.upcoming.summary(),
+        # Each sweep's erasure account: matched, erased, held, and why the rest was not.
+        "sweeps": sweep_accounts(stats, context.policies, OUTCOME_ORDER),
         **({"plan": plan_account(stats, context)} if context.mode_name == "apply" else {}),
     }
 
@@ -412,6 +415,9 @@ def render_markdown(totals: Mapping[str, Any]) -> str:
     lines += _table("Failed", [("failed", str(t["failed"]))] if t["failed"] else [], ("", "calls"))
     lines += _matched_section(totals.get("matched_by_policy", {}), totals.get("dead_holds", []))
     lines += _forecast_section(totals.get("forecast"))
+    for account in totals.get("sweeps", []):
+        rows: list[tuple[str, ...]] = [(what, str(n)) for what, n in account_rows(account)]
+        lines += _table(f"Sweep {account['policy']}: erasure account", rows, ("calls", "count"))
     lines += _policies_section(totals.get("policies", []))
     lines += _plan_section(totals.get("plan"))
     return "\n".join(lines).rstrip("\n") + "\n"

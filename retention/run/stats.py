@@ -85,6 +85,8 @@ class RunStats:
     due_by_policy: Counter[str] = field(default_factory=Counter)  # credited policy -> calls due
     # credited deletion policy -> retention policy -> calls it held from that deletion
     held_from: dict[str, Counter[str]] = field(default_factory=dict)
+    # sweep (`delete_after: 0d`) -> skip reason -> calls it matched that were skipped
+    sweep_skipped: dict[str, Counter[str]] = field(default_factory=dict)
     # `apply`: planned calls not deleted because no longer due, by reason
     dropped: Counter[str] = field(default_factory=Counter)
     # For the HTML report: histograms with fixed buckets, bounded whatever the run's size.

@@ -11,7 +11,6 @@ import json
 import math
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -23,7 +22,7 @@ from hypothesis import strategies as st
 from retention.api.models import TERMINAL_STATUSES
 from retention.run.forecast import Forecast
 from retention.sandbox import SandboxApp
-from tests.e2e.support import NOW, Workspace, make_dataset, sandbox, workspace
+from tests.e2e.support import NOW, Workspace, make_dataset, workspace
 from tests.plan.test_plan_apply import Run, cli, common
 from tests.run.htmlpage import Page
 
@@ -90,12 +89,6 @@ def expected_summary(app: SandboxApp, horizon: int) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def app() -> SandboxApp:
     return SandboxApp(make_dataset(calls=600, agents=6, seed=5), api_key="sk_car_sandbox")
-
-
-@pytest.fixture(scope="module")
-def url(app: SandboxApp) -> Iterator[str]:
-    with sandbox(app) as base_url:
-        yield base_url
 
 
 @pytest.fixture
