@@ -20,6 +20,8 @@ class Sizes:
     engine_pool: int  # distinct calls cycled through by the engine benchmark
     audit_small: int  # audit log lines
     audit_large: int
+    apply_execute: int = 20_000  # calls planned and deleted by `apply --execute` (all due)
+    apply_large: int = 1_000_000  # calls planned, then applied without --execute
     agents: int = 10
 
 
@@ -47,5 +49,7 @@ QUICK = Sizes(
     engine_pool=500,
     audit_small=200,
     audit_large=1_000,
+    apply_execute=300,
+    apply_large=600,
     agents=4,
 )
