@@ -56,13 +56,17 @@ APPROVAL_SUFFIX: Final = ".sha256"  # beside the plan: `<digest>  <name>`, as sh
 
 
 def plan_from_flags(flags: dict[str, Any], out: Path | None, review_dir: Path | None) -> int:
-    """`--out PLAN`, or `--review-dir DIR`: DIR/plan-<UTC time>.plan, and its report
-    beside it (`.html`) unless --report names another."""
+    """`--out PLAN`, or `--review-dir DIR` (created if missing): DIR/plan-<UTC time>.plan,
+    and its report beside it (`.html`) unless --report names another."""
     if (out is None) == (review_dir is None):
         raise UserError("give exactly one of --out PLAN and --review-dir DIR", where="--out")
     if review_dir is not None:
-        if not review_dir.is_dir():
-            raise PlanError("no such directory", where=f"--review-dir {review_dir}")
+        try:  # created on the first night (its parent must exist): the volume's root
+            review_dir.mkdir(mode=0o750, exist_ok=True)
+        except OSError as err:
+            raise PlanError(
+                f"cannot create it ({err.strerror or err})", where=f"--review-dir {review_dir}"
+            ) from None
         name = datetime.now(UTC).strftime("plan-%Y%m%dT%H%M%SZ")
         out = review_dir / f"{name}{PLAN_SUFFIX}"
         flags = {**flags, "report": flags.get("report") or review_dir / f"{name}.html"}
