@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cases, inprocess, startup
+from bench import apply_memory, cases, inprocess, startup
 from bench.figures import (
     Figure,
     command_line,
@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, tuple[str, str, Benchmark]] = {
     "startup": ("8", "start-up, 1M-line audit log / empty", startup.startup_time),
     "shards": ("9", "shard balance over 64 agents", startup.shard_balance),
     "scaleout": ("10", "scale-out, 1/2/4 shards", startup.scale_out),
+    "apply-memory": ("11", "peak RSS of plan + apply / dry run", apply_memory.apply_memory),
 }
 
 

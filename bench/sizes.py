@@ -22,6 +22,8 @@ class Sizes:
     audit_large: int
     startup_lines: int  # the audit log a start-up is measured against (vs an empty one)
     shard_calls: int  # calls per shard count in the scale-out figure
+    apply_execute: int = 20_000  # calls planned and deleted by `apply --execute` (all due)
+    apply_large: int = 1_000_000  # calls planned, then applied without --execute
     agents: int = 10
     repeats: int = 3  # each repeated figure is the median of this many rounds (`--repeat`)
 
@@ -54,6 +56,8 @@ QUICK = Sizes(
     audit_large=1_000,
     startup_lines=2_000,
     shard_calls=120,
+    apply_execute=300,
+    apply_large=600,
     agents=4,
     repeats=1,
 )

@@ -487,6 +487,14 @@ def audit_keygen(key_file: Path) -> int:
     envvar="RETENTION_SURGE_FACTOR",
     help="The surge guard's multiple of the median of recent runs' deletions.",
 )
+@_env_option(
+    "--horizon",
+    default="30d",
+    show_default=True,
+    envvar="RETENTION_HORIZON",
+    help="The forecast's window: count kept calls becoming due within it (e.g. 30d, 2w;"
+    " at most 366d), with 7d and 30d inside it.",
+)
 def run(**flags: Any) -> int:
     """Delete the sensitive data of every call the policies say is due (dry run by default).
 
@@ -519,6 +527,7 @@ _RUN_SHARED = (
     "signing_key",
     "witness",
     "rotate_bytes",
+    "horizon",
 )
 
 
@@ -529,16 +538,21 @@ def _run_options(*names: str) -> list[click.Parameter]:
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option(
     "--out",
-    required=True,
     type=click.Path(path_type=Path, dir_okay=False),
     help="The plan file to write (SQLite; never overwritten).",
 )
-def plan(out: Path, **flags: Any) -> int:
+@_env_option(
+    "--review-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="RETENTION_REVIEW_DIR",
+    help="Instead of --out: write DIR/plan-<UTC time>.plan, and its .html report beside it.",
+)
+def plan(out: Path | None, review_dir: Path | None, **flags: Any) -> int:
     """List and decide like a dry run (no DELETE), and write every due call to a plan
-    file for review; prints its sha256 for `apply --expect-sha256`."""
+    file for review; prints its sha256 for `approve` or `apply --expect-sha256`."""
     from retention.plan.command import plan_from_flags
 
-    return plan_from_flags(flags, out)
+    return plan_from_flags(flags, out, review_dir)
 
 
 plan.params.extend(_run_options(*_RUN_SHARED))
@@ -546,10 +560,29 @@ plan.params.extend(_run_options(*_RUN_SHARED))
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path, dir_okay=False))
+def approve(plan_path: Path) -> int:
+    """Check PLAN, print what it deletes, and pin its sha256 in PLAN.sha256 (the
+    `sha256sum` format): `apply` then deletes only from these exact bytes."""
+    from retention.plan.command import approve_plan
+
+    return approve_plan(plan_path)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument(
+    "plan_path", metavar="[PLAN]", required=False, type=click.Path(path_type=Path, dir_okay=False)
+)
 @_env_option(
     "--expect-sha256",
     envvar="RETENTION_EXPECT_SHA256",
-    help="The digest `plan` printed: refuse any other file (exit 2).",
+    help="The digest `plan` printed: refuse any other file (exit 2). Without it, the"
+    " approval PLAN.sha256 pins the plan; --execute refuses a plan with neither.",
+)
+@_env_option(
+    "--review-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="RETENTION_REVIEW_DIR",
+    help="Instead of PLAN: the newest plan in DIR (by name), pinned by its approval.",
 )
 @_env_option(
     "--max-plan-age",
@@ -558,13 +591,19 @@ plan.params.extend(_run_options(*_RUN_SHARED))
     envvar="RETENTION_MAX_PLAN_AGE",
     help="Refuse a plan older than this (e.g. 36h, 7d, 2w).",
 )
-def apply(plan_path: Path, expect_sha256: str | None, max_plan_age: str, **flags: Any) -> int:
+def apply(
+    plan_path: Path | None,
+    expect_sha256: str | None,
+    review_dir: Path | None,
+    max_plan_age: str,
+    **flags: Any,
+) -> int:
     """Delete the calls of PLAN that are still due now, and nothing else: a planned call
     no longer due is `dropped` (with its reason), a due call not planned is `not_in_plan`.
     The policy files must be byte-identical to the plan's (exit 2)."""
     from retention.plan.command import apply_from_flags
 
-    return apply_from_flags(flags, plan_path, expect_sha256, max_plan_age)
+    return apply_from_flags(flags, plan_path, expect_sha256, max_plan_age, review_dir)
 
 
 apply.params.extend(_run_options("execute", "max_deletes", *_RUN_SHARED))

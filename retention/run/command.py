@@ -42,6 +42,7 @@ from retention.plan.store import Plan, PlanWriter
 from retention.policy.model import PolicySet
 from retention.run.belts import SurgeGuard, belt_limit
 from retention.run.control import STOP_EXIT_CODES, RunControl, RunGate, RunStopped, StopReason
+from retention.run.forecast import Forecast
 from retention.run.journal import (
     CHECKPOINT_EVERY_LINES,
     CHECKPOINT_EVERY_SECONDS,
@@ -102,6 +103,7 @@ class RunSettings:
     belts: SurgeGuard | None = None
     planner: PlanWriter | None = field(default=None, compare=False)  # `plan --out`
     plan: Plan | None = field(default=None, compare=False)  # `apply PLAN`
+    horizon_days: int = 30  # --horizon: the forecast's window (retention/run/forecast.py)
 
     @property
     def effective_rate(self) -> float:
@@ -164,7 +166,7 @@ def run_command(settings: RunSettings) -> int:
     )
     check_base_url(settings.base_url)
     report = Report(settings.report) if settings.report else None
-    stats = RunStats(dry_run=not settings.execute)
+    stats = RunStats(dry_run=not settings.execute, upcoming=Forecast(settings.horizon_days))
     run_id = uuid.uuid4().hex
     configure()
     structlog.contextvars.bind_contextvars(run_id=run_id)

@@ -16,6 +16,7 @@ from retention.log import configure, get_logger
 from retention.policy.load import load_policies
 from retention.run.belts import DEFAULT_SURGE_FACTOR, DEFAULT_SURGE_FLOOR, SurgeGuard
 from retention.run.command import RunSettings, run_command
+from retention.run.forecast import DEFAULT_HORIZON, parse_horizon
 from retention.run.metrics import (
     MetricsExportError,
     check_metrics_file,
@@ -88,8 +89,10 @@ def settings_from_flags(
     surge_guard: bool = True,
     surge_floor: int = DEFAULT_SURGE_FLOOR,
     surge_factor: float = DEFAULT_SURGE_FACTOR,
+    horizon: str = DEFAULT_HORIZON,
 ) -> RunSettings:
     """Cheap checks first (flags), then policies, then the key and base URL."""
+    horizon_days = parse_horizon(horizon)
     if report is not None:
         report_format(report)
     moment = parse_now(now)
@@ -132,6 +135,7 @@ def settings_from_flags(
         rotate_bytes=rotate_bytes,
         # The command line's safety belts: on for every execute run (retention/run/belts.py).
         belts=SurgeGuard(surge_guard, surge_floor, surge_factor),
+        horizon_days=horizon_days,
     )
 
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Final
 
 from retention.audit.events import Outcome, RunMode
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
+from retention.run.forecast import FORECAST_NOTE, forecast_rows
 from retention.run.html import Cell, Chart, Code, Column, Figure, Table, bar_chart, render
 from retention.run.report import OUTCOME_ORDER, RunContext
 from retention.run.stats import AGE_BUCKETS, DEAD_HOLD, FORECAST_BUCKETS, RunStats
+from retention.run.sweeps import account_rows, sweep_accounts
 from retention.timestamps import rfc3339, rfc3339_unix
 
 TOP_AGENTS: Final = 15
@@ -84,6 +85,8 @@ def render_run_html(stats: RunStats, context: RunContext) -> str:
             "Failures by cause", "failures", ("cause", "failures"), stats.failures, "warn"
         ),
         forecast=_forecast(stats),
+        upcoming=_upcoming(stats),
+        upcoming_note=FORECAST_NOTE,
         sweeps=_sweeps(stats, context),
         plan_applied=_plan_applied(stats, context),
     )
@@ -335,23 +338,31 @@ def _forecast(stats: RunStats) -> Figure:
     )
 
 
+def _upcoming(stats: RunStats) -> Table:
+    """Kept calls becoming due within 7 and 30 days and the horizon, by policy."""
+    header, rows = forecast_rows(stats.upcoming.summary())
+    columns = [Column(header[0]), *(Column(name, True) for name in header[1:])]
+    cells: list[tuple[Cell, ...]] = [(row[0], *(int(n) for n in row[1:])) for row in rows]
+    return Table("upcoming", columns, cells[:-1], total=cells[-1] if cells else None)
+
+
 def _sweeps(stats: RunStats, context: RunContext) -> list[Sweep]:
-    """Each sweep (`delete_after: 0d`): what it selected, what became of it, what held."""
-    sweeps = [p for p in context.policies if p.kind == Kind.DELETE and p.duration == timedelta(0)]
+    """Each sweep (`delete_after: 0d`): what it matched, what became of it, what held."""
+    by_name = {p.name: p for p in context.policies}
     accounts = []
-    for sweep in sweeps:
-        outcomes = stats.by_policy.get(sweep.name, Counter[str]())
-        held = stats.held_from.get(sweep.name, Counter[str]())
-        rows: list[tuple[str, int]] = [("due", stats.due_by_policy[sweep.name])]
-        rows += [(_outcome_words(o), outcomes[o]) for o in OUTCOME_ORDER if outcomes[o]]
-        rows += [(f"held by {hold}", n) for hold, n in sorted(held.items(), key=lambda i: -i[1])]
-        holds = [p for p in context.policies if p.kind == Kind.RETAIN and held[p.name]]
+    for account in sweep_accounts(stats, context.policies, OUTCOME_ORDER):
+        sweep = by_name[account["policy"]]
+        rows: list[tuple[Cell, ...]] = list(account_rows(account))
         accounts.append(
             Sweep(
                 sweep.name,
                 _annotations(sweep),
                 Table(f"sweep-{sweep.name}", (Column("calls"), Column("count", True)), rows),
-                [overridden_words(sweep, hold, held[hold.name]) for hold in holds],
+                [
+                    overridden_words(sweep, by_name[hold], n)
+                    for hold, n in account["held_by"].items()
+                    if hold in by_name
+                ],
             )
         )
     return accounts

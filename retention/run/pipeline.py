@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import anyio
@@ -32,13 +32,14 @@ from retention.audit.events import Event, Outcome
 from retention.log import get_logger
 from retention.plan.store import Plan, PlannedCall, PlanWriter
 from retention.policy.decision import Action, Decision, ListingSkip, Reason
-from retention.policy.engine import age_of, decide
+from retention.policy.engine import Listed, age_of, decide
 from retention.policy.model import Kind, PolicySet
 from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
 from retention.run.journal import Journal
 from retention.run.recovery import api_timestamp
 from retention.run.report import Report
 from retention.run.stats import MATCH_MASKS, RunStats
+from retention.run.sweeps import is_sweep
 
 _log = get_logger(__name__)
 
@@ -122,6 +123,11 @@ class Pipeline:
         self.control = control
         self.requested = 0  # DELETEs this run decided to send (the --max-deletes budget)
         self._durations = {p.name: p.duration for p in policies.policies}  # for the forecast
+        self._holds = any(p.kind == Kind.RETAIN for p in policies.policies)
+        # Sweeps (`delete_after: 0d`) by mask bit: their accounts count skipped matches.
+        self._sweeps = tuple(
+            (1 << i, p.name) for i, p in enumerate(policies.policies) if is_sweep(p)
+        )
         self.planner = planner  # `plan`: every due call is written to the plan file
         self.plan = plan  # `apply`: only planned calls that are still due are deleted
         self.surge_limit = surge_limit  # the surge guard's line (None: off)
@@ -221,6 +227,8 @@ class Pipeline:
                 self._dropped(agent, call, planned[1], decision)
         if decision.action is Action.SKIP:
             stats.skipped[decision.reason.value] += 1
+            if self._sweeps:
+                self._sweep_skipped(agent, call, decision.reason)
             if decision.reason is Reason.INCONSISTENT:
                 _log.warning(
                     "run.inconsistent_call",
@@ -231,12 +239,12 @@ class Pipeline:
                 )
         elif decision.action is Action.KEEP:
             stats.kept[decision.reason.value] += 1
-            self._histograms(call, decision)
+            self._histograms(call, agent, decision)
             if decision.held_by:
                 stats.record_held(decision)
         else:
             stats.due += 1
-            self._histograms(call, decision)
+            self._histograms(call, agent, decision)
             policy = decision.credited_policy or ""
             stats.due_by_policy[policy] += 1
             if self.plan is not None and planned is None:
@@ -250,16 +258,46 @@ class Pipeline:
             else:
                 self._record(Work(call, agent, policy), Outcome.WOULD_DELETE)
 
-    def _histograms(self, call: Call, decision: Decision) -> None:
+    def _sweep_skipped(self, agent: Agent, call: Call, reason: Reason) -> None:
+        """A skipped call each sweep matched: counted by reason for its account."""
+        mask = self.policies.index.mask(call, Listed(agent.id, agent.name or None))
+        for bit, name in self._sweeps:
+            if mask & bit:
+                self.stats.sweep_skipped.setdefault(name, Counter())[reason.value] += 1
+
+    def _histograms(self, call: Call, agent: Agent, decision: Decision) -> None:
         """The report's bounded histograms: ages, the forecast, the rules cited."""
-        age = age_of(call, self.now)
-        self.stats.record_age(decision.action is Action.DELETE, age)
+        self.stats.record_age(decision.action is Action.DELETE, age_of(call, self.now))
         self.stats.record_cited(decision)
-        duration = self._durations.get(decision.credited_policy or "")
-        if decision.reason is Reason.NOT_YET_DUE and duration is not None and age is not None:
-            self.stats.record_forecast(
-                decision.credited_policy or "", duration.total_seconds() - age
-            )
+        if decision.action is Action.KEEP:
+            due_at = self._due_at(call, agent, decision)
+            if due_at is not None:
+                self.stats.record_forecast(
+                    decision.credited_policy or "", (due_at - self.now).total_seconds()
+                )
+
+    def _due_at(self, call: Call, agent: Agent, decision: Decision) -> datetime | None:
+        """When a kept call becomes due if nothing about it changes (forecast.py): its
+        deletion rule's time, or the end of the hold that would still keep it then."""
+        origin = call.age_origin
+        if origin is None:
+            return None
+        origin = origin if origin.tzinfo else origin.replace(tzinfo=UTC)
+        if decision.reason is Reason.NOT_YET_DUE:
+            delete_after = self._durations.get(decision.credited_policy or "")
+            if delete_after is None:
+                return None
+            due_at = origin + delete_after
+            if not self._holds:
+                return due_at
+            then = decide(self.policies, call, due_at, agent.id, agent.name or None)
+            if then.reason is not Reason.HELD:
+                return due_at
+            decision = then
+        if decision.reason is not Reason.HELD:
+            return None
+        retain_for = self._durations.get(decision.held_by or "")
+        return None if retain_for is None else origin + retain_for  # forever: never due
 
     def _dropped(self, agent: Agent, call: Call, policy: str, decision: Decision) -> None:
         """A planned call that is no longer due: not deleted, counted with its reason."""

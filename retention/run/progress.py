@@ -19,6 +19,7 @@ from rich.text import Text
 
 from retention.audit.events import Outcome
 from retention.log import get_logger
+from retention.run.forecast import forecast_rows
 from retention.run.stats import DEAD_HOLD, RunStats
 
 _log = get_logger(__name__)
@@ -106,6 +107,7 @@ def print_summary(stats: RunStats, *, stream: TextIO | None = None) -> None:
             by_policy=by_policy,
             matched_by_policy=stats.matched_by_policy(),
             dead_holds=stats.dead_holds(),
+            forecast=stats.upcoming.summary(),
             **{**fields, **(_plan_fields(stats) if _applied(stats) else {})},
         )
         return
@@ -144,6 +146,15 @@ def print_summary(stats: RunStats, *, stream: TextIO | None = None) -> None:
         console.print(table)
     for name in stats.dead_holds():
         console.print(f"warning: {DEAD_HOLD.format(name=name)}")
+    header, rows = forecast_rows(stats.upcoming.summary())
+    if rows:
+        table = Table(title=f"becoming due, next {stats.upcoming.horizon_days} days")
+        table.add_column(header[0])
+        for name in header[1:]:
+            table.add_column(name, justify="right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
     console.print(
         f"{fields['deletions_per_second']} deletions/s over {fields['elapsed_seconds']} s; "
         f"{fields['requests']} requests, {fields['retries']} retries, "

@@ -25,7 +25,9 @@ from retention.durable import replace_text, temp_path
 from retention.errors import UserError
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
+from retention.run.forecast import FORECAST_NOTE, forecast_rows
 from retention.run.stats import DEAD_HOLD, RunStats
+from retention.run.sweeps import account_rows, sweep_accounts
 from retention.timestamps import rfc3339, rfc3339_unix
 
 ReportFormat = Literal["csv", "json", "md", "html"]
@@ -246,6 +248,10 @@ def summarise(stats: RunStats, context: RunContext) -> dict[str, Any]:
         # Calls each policy matched (all its conditions held), whatever the decision.
         "matched_by_policy": stats.matched_by_policy(),
         "dead_holds": stats.dead_holds(),
+        # Kept calls becoming due within 7 and 30 days and the horizon, by policy.
+        "forecast": stats.upcoming.summary(),
+        # Each sweep's erasure account: matched, erased, held, and why the rest was not.
+        "sweeps": sweep_accounts(stats, context.policies, tuple(Outcome)),
         **({"plan": plan_account(stats, context)} if context.mode_name == RunMode.APPLY else {}),
     }
 
@@ -384,6 +390,10 @@ def render_markdown(totals: Mapping[str, Any]) -> str:
     )
     lines += _table("Failed", failed, ("", "calls"))
     lines += _matched_section(totals.get("matched_by_policy", {}), totals.get("dead_holds", []))
+    lines += _forecast_section(totals.get("forecast"))
+    for account in totals.get("sweeps", []):
+        rows: list[tuple[str, ...]] = [(what, str(n)) for what, n in account_rows(account)]
+        lines += _table(f"Sweep {account['policy']}: erasure account", rows, ("calls", "count"))
     lines += _policies_section(totals.get("policies", []))
     lines += _plan_section(totals.get("plan"))
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -400,6 +410,15 @@ def _matched_section(matched: Mapping[str, int], dead_holds: Sequence[str]) -> l
         for name, calls in sorted(matched.items(), key=lambda item: (-item[1], item[0]))
     ]
     return _table("Calls matched, by policy", rows, ("policy", "calls matched", "note"))
+
+
+def _forecast_section(forecast: Mapping[str, Any] | None) -> list[str]:
+    """Kept calls becoming due within each window, by policy."""
+    if forecast is None:
+        return []
+    header, rows = forecast_rows(forecast)
+    lines = _table(f"Becoming due (next {forecast['horizon_days']} days)", rows, tuple(header))
+    return [*lines[:2], FORECAST_NOTE, "", *lines[2:]]
 
 
 def _policies_section(policies: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Final
 
 from retention.audit.events import Outcome
 from retention.policy.decision import Decision
+from retention.run.forecast import Forecast
 
 DAY: Final = 86400.0
 # Ages of decided calls, in days: (upper bound, label); the last bucket is open.
@@ -83,13 +84,17 @@ class RunStats:
     due_by_policy: Counter[str] = field(default_factory=Counter)  # credited policy -> calls due
     # credited deletion policy -> retention policy -> calls it held from that deletion
     held_from: dict[str, Counter[str]] = field(default_factory=dict)
+    # sweep (`delete_after: 0d`) -> skip reason -> calls it matched that were skipped
+    sweep_skipped: dict[str, Counter[str]] = field(default_factory=dict)
     # `apply`: planned calls not deleted because no longer due, by reason
     dropped: Counter[str] = field(default_factory=Counter)
     # For the HTML report: histograms with fixed buckets, bounded whatever the run's size.
     age_due: Counter[str] = field(default_factory=Counter)  # AGE_BUCKETS label -> calls due
     age_kept: Counter[str] = field(default_factory=Counter)  # AGE_BUCKETS label -> calls kept
-    # policy that will be due first -> FORECAST_BUCKETS label -> kept calls not yet due
+    # policy that will be due first -> FORECAST_BUCKETS label -> kept calls becoming due
     forecast: dict[str, Counter[str]] = field(default_factory=dict)
+    # policy -> calls becoming due per day up to the horizon (retention/run/forecast.py)
+    upcoming: Forecast = field(default_factory=Forecast)
     # policy -> calls whose decision cites it (credited or holding); 0: a dead rule this run
     cited: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)  # cause -> count: MAX_CAUSES, "other"
@@ -147,9 +152,11 @@ class RunStats:
         (self.age_due if due else self.age_kept)[label] += 1
 
     def record_forecast(self, policy: str, seconds_until_due: float) -> None:
-        """A call kept as not yet due: `policy` is due for it in `seconds_until_due`."""
+        """A kept call `policy` will delete in `seconds_until_due`: the forecast's buckets
+        and its per-day counters up to the horizon."""
         label = bucket(seconds_until_due / DAY, FORECAST_BUCKETS)
         self.forecast.setdefault(policy, Counter())[label] += 1
+        self.upcoming.add(policy, seconds_until_due)
 
     def record_cited(self, decision: Decision) -> None:
         """The policies a decision names: its credited rule and every holder."""

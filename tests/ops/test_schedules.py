@@ -17,7 +17,7 @@ from tests.ops.tools import need_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZE = ROOT / "cron" / "k8s" / "kustomize"
-OVERLAYS = ["nightly", "sharded", "sweep", "sweep-sharded"]
+OVERLAYS = ["nightly", "review", "sharded", "sweep", "sweep-sharded"]
 # The files kustomize reads that are whole manifests (not kustomizations, not patches).
 SOURCES = sorted(
     p
@@ -145,6 +145,7 @@ def test_the_overlays_deploy_what_they_say() -> None:
     kinds = {o: sorted(d["kind"] for d in rendered(o)) for o in OVERLAYS}
     assert kinds == {
         "nightly": ["CronJob", "PersistentVolumeClaim"],
+        "review": ["CronJob", "CronJob", "PersistentVolumeClaim"],
         "sharded": ["CronJob", "PersistentVolumeClaim"],
         "sweep": ["ConfigMap", "Job"],
         "sweep-sharded": ["ConfigMap", "Job"],
@@ -374,11 +375,11 @@ def test_env_file_example_holds_no_key() -> None:
     assert "sk_car_" not in text
 
 
-def _run_command_interface() -> tuple[set[str], set[str]]:
-    """The flags and environment variables `retention run` accepts."""
+def _run_command_interface(command: str = "run") -> tuple[set[str], set[str]]:
+    """The flags and environment variables `retention COMMAND` accepts."""
     from retention.cli import cli
 
-    run = cli.commands["run"]
+    run = cli.commands[command]
     flags = {opt for param in run.params for opt in getattr(param, "opts", [])}
     envvars: set[str] = set()
     for param in run.params:
@@ -389,10 +390,10 @@ def _run_command_interface() -> tuple[set[str], set[str]]:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_manifests_use_only_real_flags_and_variables(overlay: str) -> None:
-    flags, envvars = _run_command_interface()
     for doc in workloads(overlay):
         [container] = pod_spec(doc)["containers"]
-        assert container["args"][0] == "run"
+        assert container["args"][0] in {"run", "plan", "apply"}
+        flags, envvars = _run_command_interface(container["args"][0])
         used = {arg for arg in container["args"] if arg.startswith("--")}
         assert used <= flags, used - flags
         ours = {n for n in env_of(container) if n.startswith(("RETENTION_", "CARTESIA_"))}
@@ -425,3 +426,37 @@ def test_erasure_policies_load_with_the_projects_loader() -> None:
     deletion = [p for p in loaded.policies if p.kind is Kind.DELETE]
     assert [p.duration_text for p in deletion] == ["0d"]
     assert any(p.kind is Kind.RETAIN and p.forever for p in loaded.policies)
+
+
+def test_the_review_overlay_plans_nightly_and_applies_only_a_reviewers_pin() -> None:
+    jobs = {d["metadata"]["name"]: d for d in workloads("review")}
+    plan, apply = jobs["retention-nightly"], jobs["retention-apply"]
+    [planner] = pod_spec(plan)["containers"]
+    [applier] = pod_spec(apply)["containers"]
+    # The plan step deletes nothing; the apply step deletes only the reviewed plan.
+    assert planner["args"][0] == "plan" and "--execute" not in planner["args"]
+    assert applier["args"][0] == "apply" and "--execute" in applier["args"]
+    folders = {c["args"][c["args"].index("--review-dir") + 1] for c in (planner, applier)}
+    assert len(folders) == 1
+    # Both on the audit log's volume (one claim), on one node (ReadWriteOnce).
+    assert audit_claim(plan) == audit_claim(apply) == "retention-audit"
+    assert folders.pop().startswith("/var/lib/retention/")
+    for job in (plan, apply):
+        [term] = pod_spec(job)["affinity"]["podAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert term["labelSelector"]["matchLabels"].items() <= pod_labels(job).items()
+    # The pin comes from a ConfigMap only a reviewer writes; without it, apply exits 2.
+    pin = env_of(applier)["RETENTION_EXPECT_SHA256"]["valueFrom"]["configMapKeyRef"]
+    assert pin == {"name": "retention-approval", "key": "sha256", "optional": True}
+    assert 2 in {
+        code
+        for rule in job_spec(apply)["podFailurePolicy"]["rules"]
+        if rule["action"] == "FailJob"
+        for code in rule["onExitCodes"]["values"]
+    }
+    # Apply runs before tonight's plan: the newest plan is last night's, reviewed by day.
+    plan_hour = int(plan["spec"]["schedule"].split()[1])
+    apply_hour = int(apply["spec"]["schedule"].split()[1])
+    assert apply_hour < plan_hour
+    assert plan["spec"]["concurrencyPolicy"] == apply["spec"]["concurrencyPolicy"] == "Forbid"

@@ -380,7 +380,7 @@ def test_an_added_policy_file_is_refused(
 def test_a_tampered_plan_is_refused_by_its_own_digest(
     capsys: Run, monkeypatch: pytest.MonkeyPatch, space: Workspace, app: SandboxApp, url: str
 ) -> None:
-    plan, _ = make_plan(capsys, monkeypatch, space, url)
+    plan, digest = make_plan(capsys, monkeypatch, space, url)
     victim = sorted(planned_ids(plan))[0].encode()
     data = plan.read_bytes()
     assert data.count(victim) >= 1
@@ -388,7 +388,7 @@ def test_a_tampered_plan_is_refused_by_its_own_digest(
     plan.chmod(0o644)
     plan.write_bytes(data.replace(victim, swapped))
 
-    done = apply(capsys, monkeypatch, space, url, plan, "--execute")  # not even pinned
+    done = apply(capsys, monkeypatch, space, url, plan, "--execute", "--expect-sha256", digest)
 
     assert done.code == 2
     assert "changed after it was written" in done.err
@@ -400,13 +400,13 @@ def test_a_plan_with_a_forged_digest_and_huge_row_numbers_is_refused(
 ) -> None:
     """Whoever can write a plan can also recompute its content digest: the numbering of
     its rows is checked too, so a crafted row number cannot size memory (the seen-bitmap)."""
-    plan, _ = make_plan(capsys, monkeypatch, space, url)
+    plan, digest = make_plan(capsys, monkeypatch, space, url)
     plan.chmod(0o644)
     with sqlite3.connect(plan) as db:
         db.execute("UPDATE calls SET rowid = 1000000000000000 WHERE rowid = 1")
         db.execute("DELETE FROM header WHERE key = ?", (DIGEST_KEY,))
         db.execute("INSERT INTO header VALUES (?, ?)", (DIGEST_KEY, json.dumps(content_digest(db))))
-    done = apply(capsys, monkeypatch, space, url, plan, "--execute")
+    done = apply(capsys, monkeypatch, space, url, plan, "--execute", "--expect-sha256", digest)
     assert done.code == 2
     assert "not numbered 1..n" in done.err
     assert deletes_sent(app) == 0
@@ -500,6 +500,7 @@ def test_plan_and_apply_write_an_html_report_that_names_their_mode(
     )  # fmt: skip
     assert done.code == 0, done.err
     apply_page = space.root / "apply.html"
+    assert cli(capsys, monkeypatch, "approve", str(out)).code == 0  # the pin: out.sha256
     applied = apply(capsys, monkeypatch, space, url, out, "--execute", "--report", str(apply_page))
     assert applied.code == 0, applied.err
     for page, mode in ((plan_page, "plan"), (apply_page, "apply")):

@@ -107,7 +107,8 @@ class ByHand:
                 self.not_yet_due += 1
                 self.age_kept[age_label] += 1
                 until = timedelta(days=30) - age
-                self.forecast[label(days(until), FORECAST_EDGES, "in 1 year or more")] += 1
+                if not billing:  # a billing call will still be held (forever) when 30 days old
+                    self.forecast[label(days(until), FORECAST_EDGES, "in 1 year or more")] += 1
             elif billing:
                 self.held += 1
                 self.age_kept[age_label] += 1
