@@ -218,7 +218,7 @@ def apply_from_flags(
         if not _HEX64.fullmatch(expect_sha256):
             raise UserError("expected 64 hexadecimal digits", where="--expect-sha256")
     if (plan_path is None) == (review_dir is None):
-        raise UserError("give exactly one of PLAN and --review-dir DIR", where="apply")
+        raise UserError("give exactly one of PLAN and --review-dir DIR", where="PLAN, --review-dir")
     if review_dir is not None:
         plan_path = newest_plan(review_dir)
     assert plan_path is not None
