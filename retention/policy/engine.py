@@ -55,9 +55,10 @@ def skip_reason(call: Call, listed: Listed, held_keys: Sequence[str]) -> Decisio
         return SKIP_ZDR  # zero data retention: nothing sensitive was kept
     if call.start_time is None and call.end_time is None:
         return SKIP_NO_TIMESTAMP  # no age
-    metadata = call.metadata
-    if metadata is not None and any(is_unclear(metadata.get(key)) for key in held_keys):
-        return SKIP_UNCLEAR_METADATA  # a list or an object where a retention rule looks
+    if call.metadata is not None:
+        for key in held_keys:  # the keys retention rules look at
+            if is_unclear(call.metadata.get(key)):
+                return SKIP_UNCLEAR_METADATA  # a list or an object: a hold may not be read
     return None
 
 

@@ -83,7 +83,10 @@ class PolicyIndex:
                 parts.setdefault(condition.dimension, {}).setdefault(i, []).append(condition)
                 repeats[condition.dimension] = condition.repeats
         dimensions = {name: _dimension(len(conditions), found) for name, found in parts.items()}
-        self._memoised = tuple(d for name, d in dimensions.items() if repeats[name])
+        # (how to read the part, its memo's lookup, the dimension): unpacked, not looked up.
+        self._memoised = tuple(
+            (d.part, d.memo.get, d) for name, d in dimensions.items() if repeats[name]
+        )
         # Values nearly unique per call (phone numbers, start times): no memo, and read
         # only when a policy still in the running has a condition there.
         self._unmemoised = tuple(d for name, d in dimensions.items() if not repeats[name])
@@ -91,9 +94,9 @@ class PolicyIndex:
     def mask(self, call: Call, listed: Listed) -> int:
         """The bitmask of the policies whose every condition the call meets."""
         mask = self.everyone
-        for dimension in self._memoised:
-            value = dimension.part(call, listed)
-            found = dimension.memo.get(value)
+        for part, memo, dimension in self._memoised:
+            value = part(call, listed)
+            found = memo(value)
             mask &= dimension.remember(value) if found is None else found
         for dimension in self._unmemoised:
             if mask & dimension.bound:
