@@ -25,6 +25,7 @@ from typing import Any, Final
 import anyio
 
 from retention.api.client import CartesiaClient
+from retention.api.models import api_timestamp
 from retention.audit.command import ApiOptions, verify_command
 from retention.audit.events import Event, Outcome
 from retention.audit.html_report import report_command
@@ -34,7 +35,6 @@ from retention.plan.store import PlanError, PlanWriter, file_sha256, open_plan
 from retention.policy.load import load_policies
 from retention.run.belts import SurgeGuard
 from retention.run.command import RunSettings, run_command
-from retention.run.recovery import api_timestamp
 from retention.sandbox.app import SandboxApp
 from retention.sandbox.data import Dataset, DatasetSpec
 from retention.sandbox.server import serve_in_thread

@@ -34,6 +34,13 @@ END_REASONS: Final = (
     "error",
 )
 
+
+def api_timestamp(value: datetime | None) -> str:
+    """A timestamp written exactly as these models (msgspec) write it, and so as the API
+    does: the audit log records a call's times in this form (None as `null`)."""
+    return msgspec.json.encode(value).decode("ascii").strip('"')
+
+
 # Any JSON value decodes, so that one odd value never fails a page. The policies
 # compare scalars only: null is no value, and a list or an object matches nothing.
 MetadataValue = str | int | float | bool | list[Any] | dict[str, Any] | None

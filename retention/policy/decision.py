@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import enum
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 
@@ -70,3 +73,18 @@ SKIP_ZDR = Decision(Action.SKIP, Reason.ZDR)
 SKIP_NO_TIMESTAMP = Decision(Action.SKIP, Reason.NO_TIMESTAMP)
 SKIP_UNCLEAR_METADATA = Decision(Action.SKIP, Reason.UNCLEAR_METADATA)
 KEEP_NO_DELETION_RULE = Decision(Action.KEEP, Reason.NO_DELETION_RULE)
+
+
+class ByAge:
+    """A decision that depends on a call's age only by comparing it with some spans (age <
+    span, or not), tabulated: one decision per interval between consecutive spans, taken
+    at the interval's start, where every such comparison comes out as anywhere inside."""
+
+    __slots__ = ("decisions", "spans")
+
+    def __init__(self, spans: Iterable[timedelta], decide: Callable[[timedelta], Decision]) -> None:
+        self.spans = tuple(sorted(set(spans)))
+        self.decisions = tuple(decide(age) for age in (timedelta.min, *self.spans))
+
+    def at(self, age: timedelta) -> Decision:
+        return self.decisions[bisect_right(self.spans, age)]

@@ -10,6 +10,10 @@ A call is judged with the agent it was listed under (`Listed`): an `agents`
 condition of a retention rule holds when any of the four names of the call's
 agent matches (listed id, listed name, the call's `agent_id`, the call's
 `agent_name`); of a deletion rule, only when every one that is present matches.
+
+Adding a matcher: a `Condition` subclass (its `part` of a call and whether it
+`holds` there) and its parser in `MATCH_KEYS`. The index (`retention.policy.index`)
+reads every condition through `part` and `holds` alone, so it needs no change.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from __future__ import annotations
 import fnmatch
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
+import msgspec
 from yaml import MappingNode, Node, ScalarNode
 
 from retention.api.models import (
@@ -33,7 +38,7 @@ from retention.api.models import (
     TERMINAL_STATUSES,
     Call,
 )
-from retention.policy.canonical import is_unclear, text_form
+from retention.policy.canonical import canonical_text, is_unclear, text_form
 from retention.policy.nodes import (
     GLOB_CHARS,
     Where,
@@ -75,9 +80,9 @@ TERMINAL_ORDER: Final = ("completed", "failed")
 Identity = tuple[str, str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """The agent a call was listed under: its id, and its current name from GET /agents."""
+class Listed(msgspec.Struct, frozen=True):
+    """The agent a call was listed under: its id, and its current name from GET /agents.
+    (A struct: one is made per call decided, and a struct is quicker to make.)"""
 
     agent_id: str
     agent_name: str | None = None
@@ -146,9 +151,14 @@ class Globs:
 
 
 class Condition(ABC):
-    """One condition under `match:`; a policy matches a call when all of its conditions do."""
+    """One condition under `match:`; a policy matches a call when all of its conditions do.
+
+    A condition looks at one `part` of a call (its region, its agent's names, ...) and
+    `holds` or not for that value; conditions with the same `dimension` look at the same
+    part. `repeats`: whether many calls share a value there, so an index may memoise it."""
 
     key: ClassVar[str]
+    repeats: ClassVar[bool] = True
 
     @property
     def dimension(self) -> str:
@@ -156,7 +166,15 @@ class Condition(ABC):
         return self.key
 
     @abstractmethod
-    def matches(self, call: Call, listed: Listed) -> bool: ...
+    def part(self, call: Call, listed: Listed) -> Hashable:
+        """The value this condition looks at: the same for every condition of a dimension."""
+
+    @abstractmethod
+    def holds(self, value: Any) -> bool:
+        """Whether the condition holds for a value its `part` returned."""
+
+    def matches(self, call: Call, listed: Listed) -> bool:
+        return self.holds(self.part(call, listed))
 
     @abstractmethod
     def describe(self) -> str:
@@ -190,9 +208,12 @@ class AgentsCondition(Condition):
     globs: Globs
     every: bool = False
 
-    def matches_identity(self, names: Identity) -> bool:
+    def part(self, call: Call, listed: Listed) -> Identity:
+        return identity(call, listed)
+
+    def holds(self, value: Identity) -> bool:
         globs = self.globs
-        listed_id, listed_name, call_id, call_name = names
+        listed_id, listed_name, call_id, call_name = value
         # The listed id always counts, even empty: a call of no known agent never matches.
         if self.every:
             by_id = globs(listed_id) and (not call_id or globs(call_id))
@@ -206,9 +227,6 @@ class AgentsCondition(Condition):
             or (bool(call_id) and globs(call_id))
             or (bool(call_name) and globs(call_name))
         )
-
-    def matches(self, call: Call, listed: Listed) -> bool:
-        return self.matches_identity(identity(call, listed))
 
     def describe(self) -> str:
         if self.every:
@@ -251,11 +269,11 @@ class RegionsCondition(Condition):
     key: ClassVar[str] = "regions"
     regions: frozenset[str]
 
-    def matches_region(self, region: str | None) -> bool:
-        return region_of(region) in self.regions
+    def part(self, call: Call, listed: Listed) -> str | None:
+        return call.deployment_region
 
-    def matches(self, call: Call, listed: Listed) -> bool:
-        return self.matches_region(call.deployment_region)
+    def holds(self, value: str | None) -> bool:
+        return region_of(value) in self.regions
 
     def _listed(self) -> str:
         return _plain(tuple(r for r in REGIONS if r in self.regions))
@@ -283,8 +301,11 @@ class StatusesCondition(Condition):
     key: ClassVar[str] = "statuses"
     statuses: frozenset[str]
 
-    def matches(self, call: Call, listed: Listed) -> bool:
-        return call.status in self.statuses  # exactly: `Completed` is no terminal status
+    def part(self, call: Call, listed: Listed) -> str:
+        return call.status
+
+    def holds(self, value: str) -> bool:
+        return value in self.statuses  # exactly: `Completed` is no terminal status
 
     def _listed(self) -> str:
         return _plain(tuple(s for s in TERMINAL_ORDER if s in self.statuses))
@@ -317,14 +338,19 @@ class MetadataCondition(Condition):
     def dimension(self) -> str:
         return f"metadata.{self.name}"
 
-    def matches_value(self, value: object) -> bool:
-        """Null, a list or an object matches no condition, not even `*`."""
-        text = text_form(value)
-        return text is not None and self.globs(text)
-
-    def matches(self, call: Call, listed: Listed) -> bool:
+    def part(self, call: Call, listed: Listed) -> str | None:
+        """The value's text: an API string as it is (its canonical text is taken by
+        `holds`: canonical_text is idempotent, so a memo keyed by either agrees), any
+        other value in its canonical text; None when absent, null, a list or an object."""
         metadata = call.metadata
-        return metadata is not None and self.matches_value(metadata.get(self.name))
+        if metadata is None:
+            return None
+        value = metadata.get(self.name)
+        return value if type(value) is str else text_form(value)
+
+    def holds(self, value: str | None) -> bool:
+        """Null, a list or an object matches no condition, not even `*`."""
+        return value is not None and self.globs(canonical_text(value))
 
     def describe(self) -> str:
         return f"metadata `{self.name}` is {self.globs.words()}"
@@ -381,17 +407,20 @@ class PhoneNumbersCondition(Condition):
     digests: frozenset[str]
     source: ValueFile | None = field(default=None, compare=False)
 
-    def matches_digests(self, digests: tuple[str | None, str | None]) -> bool:
-        to, from_ = digests
+    repeats: ClassVar[bool] = False  # nearly one number per call: no memo
+
+    def part(self, call: Call, listed: Listed) -> tuple[str | None, str | None]:
+        """The digests of the `to` and `from` numbers (None: absent or not a number)."""
+        params = call.telephony_params
+        if params is None:
+            return (None, None)
+        return (phone_digest(params.to), phone_digest(params.from_))
+
+    def holds(self, value: tuple[str | None, str | None]) -> bool:
+        to, from_ = value
         return (to is not None and to in self.digests) or (
             from_ is not None and from_ in self.digests
         )
-
-    def matches(self, call: Call, listed: Listed) -> bool:
-        params = call.telephony_params
-        if params is None:
-            return False
-        return self.matches_digests((phone_digest(params.to), phone_digest(params.from_)))
 
     def describe(self) -> str:
         source = self.source
@@ -424,8 +453,11 @@ class EndReasonsCondition(Condition):
     key: ClassVar[str] = "end_reasons"
     reasons: frozenset[str]
 
-    def matches(self, call: Call, listed: Listed) -> bool:
-        return call.end_reason in self.reasons
+    def part(self, call: Call, listed: Listed) -> str | None:
+        return call.end_reason
+
+    def holds(self, value: str | None) -> bool:
+        return value in self.reasons
 
     def _listed(self) -> str:
         return _plain(_sorted(self.reasons, END_REASONS))
@@ -460,8 +492,11 @@ class TelephonyCondition(Condition):
     key: ClassVar[str] = "telephony"
     types: frozenset[str]
 
-    def matches(self, call: Call, listed: Listed) -> bool:
-        return account_type_of(call) in self.types
+    def part(self, call: Call, listed: Listed) -> str | None:
+        return account_type_of(call)
+
+    def holds(self, value: str | None) -> bool:
+        return value in self.types
 
     def _listed(self) -> str:
         return _plain(_sorted(self.types, TELEPHONY_TYPES))
@@ -500,13 +535,13 @@ class DeploymentsCondition(Condition):
     key: ClassVar[str] = "deployments"
     globs: Globs
 
-    def matches_deployment(self, deployment: Deployment) -> bool:
-        globs = self.globs
-        ident, version = deployment
-        return (bool(ident) and globs(ident)) or (bool(version) and globs(version))
+    def part(self, call: Call, listed: Listed) -> Deployment:
+        return deployment_of(call)
 
-    def matches(self, call: Call, listed: Listed) -> bool:
-        return self.matches_deployment(deployment_of(call))
+    def holds(self, value: Deployment) -> bool:
+        globs = self.globs
+        ident, version = value
+        return (bool(ident) and globs(ident)) or (bool(version) and globs(version))
 
     def describe(self) -> str:
         return f"the deployment or its version is {self.globs.words()}"
@@ -538,13 +573,15 @@ class StartedCondition(Condition):
     def field_name(self) -> str:
         return "started_before" if self.before else "started_after"
 
-    def matches_origin(self, origin: datetime | None) -> bool:
-        if origin is None:
-            return False
-        return origin < self.instant if self.before else origin >= self.instant
+    repeats: ClassVar[bool] = False  # start times are nearly unique: no memo
 
-    def matches(self, call: Call, listed: Listed) -> bool:
-        return self.matches_origin(origin_of(call))
+    def part(self, call: Call, listed: Listed) -> datetime | None:
+        return origin_of(call)
+
+    def holds(self, value: datetime | None) -> bool:
+        if value is None:
+            return False
+        return value < self.instant if self.before else value >= self.instant
 
     def _when(self) -> str:
         return self.instant.isoformat().replace("+00:00", "Z")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Final
 
 from retention.api.models import Call
-from retention.policy.match import Condition, Listed
+from retention.policy.decision import ByAge
+from retention.policy.index import PolicyIndex
+from retention.policy.match import Condition, Listed, MetadataCondition
 
-if TYPE_CHECKING:
-    from retention.policy.index import PolicyIndex
+FOREVER: Final = timedelta.max  # longer than any real age
 
 
 class Kind(enum.StrEnum):
@@ -52,6 +54,11 @@ class Policy:
         return self.duration is None
 
     @property
+    def span(self) -> timedelta:
+        """How long the rule runs: its duration, `FOREVER` for `retain_for: forever`."""
+        return FOREVER if self.duration is None else self.duration
+
+    @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
@@ -76,18 +83,30 @@ class PolicySource:
     values: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class PolicySet:
-    """The policies of a run, compiled once into an index that `decide` reads."""
+    """The policies of a run, with what makes deciding a call cheap: the index of which
+    policies match it, and a memo (filled by the engine) of what each set of matching
+    policies decides by age. The memo is bounded by the engine."""
 
-    policies: tuple[Policy, ...]
-    sources: tuple[PolicySource, ...] = ()
-    index: PolicyIndex = field(init=False, repr=False, compare=False)
+    __slots__ = ("held_keys", "index", "outcomes", "policies", "sources")
 
-    def __post_init__(self) -> None:
-        from retention.policy.index import PolicyIndex  # here: index imports this module
-
-        object.__setattr__(self, "index", PolicyIndex(self.policies))
+    def __init__(self, policies: Iterable[Policy], sources: Iterable[PolicySource] = ()) -> None:
+        self.policies = tuple(policies)
+        self.sources = tuple(sources)
+        self.index = PolicyIndex([p.conditions for p in self.policies])
+        # Metadata keys a retention rule names: a list or an object there is unclear.
+        self.held_keys = tuple(
+            sorted(
+                {
+                    c.name
+                    for p in self.policies
+                    if p.kind is Kind.RETAIN
+                    for c in p.conditions
+                    if isinstance(c, MetadataCondition)
+                }
+            )
+        )
+        self.outcomes: dict[int, ByAge] = {}  # mask of matching policies -> decisions
 
     def by_name(self, name: str) -> Policy:
         for policy in self.policies:

@@ -27,7 +27,7 @@ from retention.api.errors import (
     RetriesExhausted,
 )
 from retention.api.ids import id_problem, is_valid_id
-from retention.api.models import Agent, Call, UnreadableCall
+from retention.api.models import Agent, Call, UnreadableCall, api_timestamp
 from retention.audit.events import Event, Outcome
 from retention.log import get_logger
 from retention.plan.store import Plan, PlannedCall, PlanWriter
@@ -36,7 +36,6 @@ from retention.policy.engine import Listed, age_of, decide
 from retention.policy.model import Kind, PolicySet
 from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
 from retention.run.journal import Journal
-from retention.run.recovery import api_timestamp
 from retention.run.report import Report
 from retention.run.stats import MATCH_MASKS, RunStats
 from retention.run.sweeps import is_sweep

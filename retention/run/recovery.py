@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from typing import Final
 
 import anyio
-import msgspec
 
 from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
 from retention.api.ids import is_valid_id
+from retention.api.models import api_timestamp
 from retention.audit.events import Event, OpenIntent
 from retention.log import get_logger
 from retention.policy.decision import ListingSkip
@@ -48,11 +48,6 @@ class RecoveryIncomplete(Exception):
             f"{unresolved} deletion(s) left open by an earlier run could not be checked "
             "with the API; nothing was deleted, run again later"
         )
-
-
-def api_timestamp(value: object) -> str:
-    """A timestamp exactly as msgspec (and so the API models) writes it."""
-    return msgspec.json.encode(value).decode("ascii").strip('"')
 
 
 def settle_delay(intent: OpenIntent, settle: float, now: datetime) -> float:

@@ -88,6 +88,7 @@ def _index(real: RealLog, event: str) -> int:
     return next(i for i, record in enumerate(real.records) if record["event"] == event)
 
 
+@pytest.mark.slow
 def test_the_real_log_verifies_and_holds_a_recovered_intent(real: RealLog) -> None:
     summary = verify_log(real.path)
     assert summary.problem is None, summary.problem

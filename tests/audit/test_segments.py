@@ -195,6 +195,7 @@ def _peak(live: Path, total: int) -> int:
     return peak
 
 
+@pytest.mark.slow
 def test_verifying_ten_segments_of_ten_times_more_lines_takes_no_more_memory(
     tmp_path: Path,
 ) -> None:

@@ -243,6 +243,7 @@ class _RevokeAfter:
         await self.app(scope, receive, send)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_credentials_refused_mid_run_stop_at_once_with_exit_4(
     capsys: Run, monkeypatch: pytest.MonkeyPatch, workspace: Workspace, app: SandboxApp
 ) -> None:

@@ -94,6 +94,7 @@ def _redacted_now(url: str) -> dict[str, datetime]:
     return found
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_logs_every_redaction(tmp_path: Path, slow_sandbox: str) -> None:
     run = _start_run(tmp_path, slow_sandbox, "--concurrency", "8")
     audit = tmp_path / "audit.jsonl"

@@ -150,6 +150,7 @@ def assert_clean_failure(result: Result) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", list(MATRIX))
 def test_fault_then_rerun_converges(
@@ -226,6 +227,7 @@ def test_agent_deleted_mid_run(
         assert verify.exit_code == 0, verify.stdout[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_key_revoked_mid_run_stops_at_once(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

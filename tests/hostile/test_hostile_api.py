@@ -207,6 +207,7 @@ def check_world(
     return problems
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(3600 * 12 if SOAK else 600)
 @PROFILE
 @given(world=worlds(), hostility=hostilities, script=scripts)

@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,6 +35,7 @@ def build_wheel(tmp_path: Path) -> zipfile.ZipFile:
     return zipfile.ZipFile(wheel)
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_every_template_and_example_policy(tmp_path: Path) -> None:
     templates = sorted(p.name for p in (ROOT / "retention" / "templates").iterdir())
     assert {"page.html", "macros.html", "run_report.html"} <= set(templates)

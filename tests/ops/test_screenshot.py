@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.run.test_html_browser import chromium, png_pixels
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (1000, 2600)  # the script's --window-size
 
 
+@pytest.mark.slow
 def test_the_script_makes_the_readme_s_screenshot(tmp_path: Path) -> None:
     chromium()  # skipped (failed under RETENTION_CI=1) without the browser
     out = tmp_path / "shot.png"

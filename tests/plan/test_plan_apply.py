@@ -442,6 +442,7 @@ def test_a_plan_older_than_max_plan_age_is_refused(
     assert done.code == 0, done.err
 
 
+@pytest.mark.slow
 def test_apply_is_not_limited_by_the_surge_guard_but_by_max_deletes(
     capsys: Run, monkeypatch: pytest.MonkeyPatch, space: Workspace
 ) -> None:

@@ -284,6 +284,7 @@ def test_user_mistakes_are_one_line_and_exit_2(
     assert len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_rows_stream_in_order_with_a_bounded_window_through_the_limiter(
     app: SandboxApp, url: str

@@ -1,7 +1,10 @@
 """Invariants of the engine, over random policy sets and calls (hypothesis).
 
-Also a differential check: the compiled index decides exactly as a plain reading
-of the rules, written here without the index (`reference_decision`).
+Also a differential check: `decide` (the index and its memos, the engine's tabulated
+rules) decides exactly as the engine's rules applied plainly, one policy at a time
+(`plain_decision`), and as an independent reading of DESIGN.md written here
+(`reference_decision`); many calls go through one policy set, twice, so memoised
+answers are checked as well as fresh ones.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retention.api.models import END_REASONS, Call, TelephonyParams
-from retention.policy.engine import Action, Decision, Reason, decide
+from retention.policy.engine import Action, Decision, Reason, decide, judge, skip_reason
 from retention.policy.load import PolicySet, parse_policies
 from retention.policy.match import Listed, MetadataCondition
 from retention.policy.model import Kind
@@ -29,6 +32,7 @@ META_VALUES: list[Any] = ["free", "pro", "true", "7", "*", "f*", True, 7, False]
 API_VALUES: list[Any] = ["free", "pro", "true", "TRUE", "false", "7", "7.0", True, False, 7, 7.0]
 API_VALUES += [None, [], ["pro"], {"a": 1}]
 DURATIONS = ["0d", "1h", "12h", "1d", "7d", "30d", "90d", "1w", "52w"]
+BOUNDARY_HOURS = [0, 1, 12, 24, 7 * 24, 30 * 24, 90 * 24, 52 * 7 * 24]  # DURATIONS in hours
 
 
 # Strategies built once: building them inside every draw costs more than the test.
@@ -54,6 +58,19 @@ METADATA = st.dictionaries(
     min_size=1,
 )
 
+MATCH_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
+    "agents": AGENT_LISTS,
+    "regions": REGION_LISTS,
+    "statuses": STATUS_LISTS,
+    "metadata": METADATA,
+    "phone_numbers": PHONE_LISTS,
+    "end_reasons": END_REASON_LISTS,
+    "telephony": TELEPHONY_LISTS,
+    "deployments": DEPLOYMENT_LISTS,
+    "started_before": INSTANTS,
+    "started_after": INSTANTS,
+}
+
 
 @st.composite
 def policy_specs(draw: st.DrawFn, name: str) -> dict[str, Any]:
@@ -62,21 +79,10 @@ def policy_specs(draw: st.DrawFn, name: str) -> dict[str, Any]:
         spec["delete_after"] = draw(DELETE_AFTER)
     else:
         spec["retain_for"] = draw(RETAIN_FOR)
-    match: dict[str, Any] = {}
-    for key, strategy in (
-        ("agents", AGENT_LISTS),
-        ("regions", REGION_LISTS),
-        ("statuses", STATUS_LISTS),
-        ("metadata", METADATA),
-        ("phone_numbers", PHONE_LISTS),
-        ("end_reasons", END_REASON_LISTS),
-        ("telephony", TELEPHONY_LISTS),
-        ("deployments", DEPLOYMENT_LISTS),
-        ("started_before", INSTANTS),
-        ("started_after", INSTANTS),
-    ):
-        if draw(st.booleans()):
-            match[key] = draw(strategy)
+    # A few conditions each: with many, hardly any call would match, and the rules
+    # between matching policies (credit, held beats due) would go untested.
+    keys = draw(st.lists(st.sampled_from(list(MATCH_STRATEGIES)), max_size=3, unique=True))
+    match: dict[str, Any] = {key: draw(MATCH_STRATEGIES[key]) for key in sorted(keys)}
     empty_match = draw(st.booleans())  # `match: {}` and no `match` both mean every call
     if match or empty_match:
         spec["match"] = match
@@ -103,15 +109,22 @@ def compile_specs(*groups: list[dict[str, Any]]) -> PolicySet:
 calls = st.builds(
     Call,
     id=st.just("c1"),
-    agent_id=st.sampled_from(["agent_1", "agent_1", "agent_2", "agent_77", ""]),
+    # Weighted so that about half the calls reach the policies; the rest are skipped.
+    agent_id=st.sampled_from(["agent_1", "agent_1", "agent_1", "agent_2", "agent_77", ""]),
     agent_name=st.sampled_from([None, "", "support-us", "billing", "sales-a1"]),
-    status=st.sampled_from(["completed", "failed", "completed", "active", "created", "cancelled"]),
+    status=st.sampled_from(["completed"] * 4 + ["failed"] * 2 + ["active", "created", "cancelled"]),
+    # Whole hours land on every duration's boundary; a microsecond either side of it too.
     start_time=st.one_of(
-        st.none(), st.integers(-3, 400 * 24).map(lambda h: NOW - timedelta(hours=h))
+        st.none(),
+        st.builds(
+            lambda h, us: NOW - timedelta(hours=h, microseconds=us),
+            st.one_of(st.integers(-3, 400 * 24), st.sampled_from(BOUNDARY_HOURS)),
+            st.sampled_from([0, 0, 1, -1]),
+        ),
     ),
     end_time=st.one_of(st.none(), st.integers(0, 400 * 24).map(lambda h: NOW - timedelta(hours=h))),
-    redacted_at=st.sampled_from([None, None, NOW]),
-    zdr_enabled=st.sampled_from([False, False, False, True]),
+    redacted_at=st.sampled_from([None] * 5 + [NOW]),
+    zdr_enabled=st.sampled_from([False] * 7 + [True]),
     deployment_region=st.sampled_from([None, "US", "EU", "APAC"]),
     telephony_params=st.one_of(
         st.none(),
@@ -138,8 +151,18 @@ calls = st.builds(
 
 # The agent a call is listed under: its id and its current name from GET /agents.
 listings = st.tuples(
-    st.sampled_from(["agent_1", "agent_2"]), st.sampled_from([None, "support-us", "billing"])
+    st.sampled_from(["agent_1", "agent_1", "agent_1", "agent_2"]),
+    st.sampled_from([None, "support-us", "billing"]),
 )
+
+
+@st.composite
+def listed_calls(draw: st.DrawFn) -> tuple[Call, tuple[str, str | None]]:
+    """A call and the agent it was listed under: mostly its own, else another one."""
+    call = draw(calls)
+    own = call.agent_id or "agent_1"
+    agent = draw(st.sampled_from([own, own, own, "agent_2"]))
+    return call, (agent, draw(st.sampled_from([None, "support-us", "billing"])))
 
 
 def reference_decision(
@@ -191,13 +214,69 @@ def reference_decision(
     return Decision(Action.DELETE, Reason.DUE, due[0].name)
 
 
+def plain_decision(policy_set: PolicySet, call: Call, listed: tuple[str, str | None]) -> Decision:
+    """The engine's own rules, without the index or any memo."""
+    skipped = skip_reason(call, Listed(*listed), policy_set.held_keys)
+    if skipped is not None:
+        return skipped
+    matching = [p for p in policy_set.policies if p.matches(call, Listed(*listed))]
+    origin = call.start_time or call.end_time
+    assert origin is not None
+    return judge(matching, NOW - origin)
+
+
+def matching_mask(policy_set: PolicySet, call: Call, listed: tuple[str, str | None]) -> int:
+    return sum(
+        1 << i for i, p in enumerate(policy_set.policies) if p.matches(call, Listed(*listed))
+    )
+
+
 @SETTINGS
-@given(policy_lists(), calls, listings)
+@given(policy_lists(), st.lists(listed_calls(), min_size=1, max_size=8))
 def test_the_index_decides_as_the_rules_read(
-    specs: list[dict[str, Any]], call: Call, listed: tuple[str, str | None]
+    specs: list[dict[str, Any]], listed_calls: list[tuple[Call, tuple[str, str | None]]]
 ) -> None:
     policy_set = compile_specs(specs)
-    assert decide(policy_set, call, NOW, *listed) == reference_decision(policy_set, call, listed)
+    for _ in range(2):  # the second pass is answered from the memos the first one filled
+        for call, listed in listed_calls:
+            matches: dict[int, int] = {}
+            decision = decide(policy_set, call, NOW, *listed, matches)
+            assert decision == reference_decision(policy_set, call, listed)
+            assert decision == plain_decision(policy_set, call, listed)
+            assert matches == {matching_mask(policy_set, call, listed): 1}
+
+
+AGES = st.builds(
+    lambda h, us: timedelta(hours=h, microseconds=us),
+    st.one_of(st.integers(-3, 400 * 24), st.sampled_from(BOUNDARY_HOURS)),
+    st.sampled_from([0, 0, 1, -1]),
+)
+UNCONDITIONAL = st.lists(
+    st.one_of(
+        st.builds(lambda d: {"delete_after": d}, DELETE_AFTER),
+        st.builds(lambda d: {"retain_for": d}, RETAIN_FOR),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@SETTINGS
+@given(UNCONDITIONAL, st.permutations(range(6)), st.lists(AGES, min_size=1, max_size=8))
+def test_between_matching_policies_the_index_decides_as_the_rules_read(
+    specs: list[dict[str, Any]], names: list[int], ages: list[timedelta]
+) -> None:
+    """Policies that all match every call: the credit, due vs held and the holders
+    named, at ages on and around every boundary, with names not in file order."""
+    policy_set = compile_specs(
+        [{"name": f"p{n}", **s} for n, s in zip(names[: len(specs)], specs, strict=True)]
+    )
+    listed = ("agent_1", None)
+    for age in ages * 2:  # the second pass is answered from the memos
+        call = Call(id="c1", agent_id="agent_1", status="completed", start_time=NOW - age)
+        decision = decide(policy_set, call, NOW, *listed)
+        assert decision == reference_decision(policy_set, call, listed)
+        assert decision == plain_decision(policy_set, call, listed)
 
 
 @SETTINGS

@@ -187,6 +187,7 @@ def test_audit_rotate_killed_at_any_step_loses_and_repeats_no_line(
     assert live.read_bytes() == b""  # the second run rotated at its end
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", STEPS)
 def test_a_run_killed_while_rotating_at_its_end_loses_no_line(
     step: str,
