@@ -347,7 +347,7 @@ def audit_report(file: Path, html_out: Path) -> int:
 )
 def audit_rotate(file: Path, signing_key: Path | None, witness: Path | None) -> int:
     """Close the audit log FILE as its next numbered gzip segment, under the run's lock."""
-    from retention.run.rotation import rotate_command
+    from retention.audit.rotation_command import rotate_command
 
     return rotate_command(file, signing_key=signing_key, witness_dir=witness)
 

@@ -30,7 +30,7 @@ from retention.audit.command import ApiOptions, verify_command
 from retention.audit.events import Event, Outcome
 from retention.audit.html_report import report_command
 from retention.errors import ExitCode, UserError
-from retention.plan.command import DEFAULT_MAX_PLAN_AGE, check_plan, parse_age
+from retention.plan.command import DEFAULT_MAX_PLAN_AGE, check_plan, parse_age, publish_plan
 from retention.plan.store import PlanError, PlanWriter, file_sha256, open_plan
 from retention.policy.load import load_policies
 from retention.run.belts import SurgeGuard
@@ -212,6 +212,7 @@ def run_retention(
         rate=DEMO_RATE,
         belts=SurgeGuard(),
         planner=PlanWriter(plan_out) if plan_out is not None else None,
+        publish=publish_plan if plan_out is not None else None,
     )
     if apply is not None:
         code = _apply(settings, *apply)

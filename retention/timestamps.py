@@ -19,3 +19,8 @@ def rfc3339(instant: datetime, timespec: Precision = "auto") -> str:
 def rfc3339_unix(seconds: float) -> str:
     """A Unix time as RFC 3339 text, to the second."""
     return rfc3339(datetime.fromtimestamp(seconds, UTC), "seconds")
+
+
+def utc_timestamp(instant: datetime | None = None) -> str:
+    """An audit line's `ts`: RFC 3339 in UTC with a `Z`, millisecond precision (now by default)."""
+    return rfc3339(instant or datetime.now(UTC), "milliseconds")

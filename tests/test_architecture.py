@@ -50,24 +50,9 @@ SANDBOX_USERS = frozenset({"cli", "demo"})
 # Imports against the layers today, (importer, imported): audit reaching up into
 # run's helpers. Moving those helpers down (for example into audit or a shared
 # module) removes the entries.
-KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("retention.audit.certificate_doc", "retention.run.html"),
-        ("retention.audit.html_report", "retention.run.html"),
-        ("retention.audit.html_report", "retention.run.html_report"),
-        ("retention.audit.html_report", "retention.run.paths"),
-        ("retention.audit.html_report", "retention.run.stats"),
-        ("retention.audit.writer", "retention.run.rotation"),
-    }
-)
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()
 # Import cycles between modules today, each closed by a lazy import.
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        frozenset({"retention.audit.writer", "retention.run.rotation"}),
-        frozenset({"retention.run.report", "retention.run.html_report"}),
-        frozenset({"retention.plan.command", "retention.run.command", "retention.run.flags"}),
-    }
-)
+KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from retention.policy.decision import (
     ListingSkip,
     Reason,
 )
+from retention.run.context import RunContext
 from retention.run.metrics import build_registry
-from retention.run.report import RunContext, render_markdown, summarise
+from retention.run.report import render_markdown, summarise
 from retention.run.stats import RunStats
 
 PACKAGE = Path(retention.__file__).parent

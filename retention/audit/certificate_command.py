@@ -36,12 +36,12 @@ from retention.audit.command import ApiOptions, refused_exit
 from retention.audit.erasure_check import ErasureCheck, check_erasures
 from retention.audit.events import REDACTION_EVENTS, Event, Outcome, RunMode
 from retention.audit.evidence import iso, verdict_line
+from retention.audit.paths import check_outputs
 from retention.audit.signing import load_public_keys
 from retention.audit.verify import LogSummary, verify_log
 from retention.audit.writer import run_holds_lock
 from retention.errors import ExitCode, UserError
 from retention.log import configure
-from retention.run.paths import check_outputs
 
 FLAG: Final = "--out"
 

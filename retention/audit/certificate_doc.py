@@ -15,7 +15,7 @@ from typing import IO, Any, Final, Protocol
 
 from retention.audit.certificate import NOT_ATTEMPTED, UNSETTLED
 from retention.audit.events import Event
-from retention.run.html import macros
+from retention.html import macros
 
 HELD_NOTE: Final = (
     "Calls held by a retention rule are counted, not listed: the audit log has no line "

@@ -29,6 +29,7 @@ from retention.audit.evidence import (
     verdict_line,
     write_report,
 )
+from retention.audit.paths import check_outputs
 from retention.audit.proof import ApiProof, prove_against_api
 from retention.audit.signing import PublicKey, load_public_keys
 from retention.audit.verify import LogSummary, verify_log
@@ -37,7 +38,6 @@ from retention.errors import CredentialsRefused, ExitCode
 from retention.log import configure, get_logger
 from retention.plan.proof import PlanProof, prove_plan
 from retention.plan.store import Plan, open_plan
-from retention.run.paths import check_outputs
 from retention.settings import resolve_api_key, resolve_base_url
 
 PROGRESS_EVERY_SECONDS: Final = 5.0

@@ -89,3 +89,9 @@ class OpenIntent:
     line: int  # in the live file; 0 for an intent carried over a rotation
     ts: str = ""  # when the intent was written (RFC 3339), for recovery's settle window
     seq: int = 0
+
+
+# A run counts its failures by cause, and the audit log's report its stops and failures;
+# both keep at most MAX_CAUSES distinct causes, and count any further one as OTHER_CAUSE.
+MAX_CAUSES: Final = 20  # distinct failure causes kept; any further one counts as "other"
+OTHER_CAUSE: Final = "other"

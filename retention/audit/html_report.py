@@ -10,7 +10,7 @@ of one, and its page stays the same size however long the log grows.
 
 The page reads the log; it does not prove it. `retention audit verify` does that.
 The page is rendered by templates/audit_log_report.html with autoescaping on
-(retention/run/html.py), so every value from the log renders as text; call ids,
+(retention/html.py), so every value from the log renders as text; call ids,
 agent ids and the API's URL never reach the page.
 """
 
@@ -25,15 +25,20 @@ from pathlib import Path
 from typing import Any, Final
 
 from retention import __version__
-from retention.audit.events import LOGGED_OUTCOMES, OUTCOME_EVENTS, Event, RunMode
+from retention.audit.events import (
+    LOGGED_OUTCOMES,
+    MAX_CAUSES,
+    OTHER_CAUSE,
+    OUTCOME_EVENTS,
+    Event,
+    RunMode,
+)
+from retention.audit.paths import check_outputs
 from retention.audit.reader import LineFormatError, parse_line
 from retention.audit.segments import iter_log_lines, log_files
 from retention.audit.writer import run_holds_lock
 from retention.errors import UserError
-from retention.run.html import Cell, Code, Column, Figure, Table, bar_chart, render
-from retention.run.html_report import STOP_WORDS
-from retention.run.paths import check_outputs
-from retention.run.stats import MAX_CAUSES, OTHER_CAUSE
+from retention.html import STOP_WORDS, Cell, Code, Column, Figure, Table, bar_chart, render
 from retention.timestamps import rfc3339
 
 MAX_RUNS: Final = 200  # runs listed one per row; earlier ones share one row

@@ -37,12 +37,12 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from retention.audit.chain import GENESIS_HASH, encode_line, seal
-from retention.audit.events import EVENT_KEYS, OUTCOME_EVENTS, Event, OpenIntent, Outcome
+from retention.audit.events import EVENT_KEYS, OUTCOME_EVENTS, Event, OpenIntent
+from retention.audit.history import HISTORY_RUNS, deleted_count
 from retention.audit.reader import LineFormatError, iter_lines, parse_line
 from retention.audit.resume import (
     MAX_AGENTS,
@@ -55,11 +55,11 @@ from retention.audit.resume import (
     resume_path,
     write_resume,
 )
+from retention.audit.rotation import finish_pending, settle
 from retention.audit.segments import CarriedIntent, RotationState, read_state, state_path
 from retention.durable import fsync_dir, write_all
 from retention.errors import AuditLogLocked, UserError
 from retention.log import get_logger
-from retention.timestamps import rfc3339
 
 _log = get_logger(__name__)
 
@@ -68,7 +68,6 @@ FILE_MODE: Final = 0o600
 # for its whole life; `audit verify` holds one for microseconds (see `run_holds_lock`).
 LOCK_PATIENCE: Final = 0.5
 _LOCK_POLL: Final = 0.02
-HISTORY_RUNS: Final = 10  # execute runs the surge guard's median looks back over
 _LOCK_BUSY: Final = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 
@@ -95,14 +94,6 @@ class ScanResult:
     history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_RUNS))
 
 
-def deleted_count(record: Mapping[str, Any]) -> int:
-    """The calls a run_finished line says its run deleted (0 when it does not say)."""
-    counts = record.get("counts")
-    outcomes = counts.get("outcomes") if isinstance(counts, dict) else None
-    deleted = outcomes.get(Outcome.DELETED) if isinstance(outcomes, dict) else None
-    return deleted if type(deleted) is int and deleted >= 0 else 0
-
-
 def _account(
     result: ScanResult, number: int, seq: int, digest: str, event: str, record: Mapping[str, Any]
 ) -> None:
@@ -125,11 +116,6 @@ def _account(
         result.open_intents.pop(call_id, None)
     elif event == Event.RUN_FINISHED and record.get("dry_run") is False:
         result.history.append(deleted_count(record))
-
-
-def utc_timestamp(instant: datetime | None = None) -> str:
-    """RFC 3339 in UTC with a `Z`, millisecond precision."""
-    return rfc3339(instant or datetime.now(UTC), "milliseconds")
 
 
 def resolve_log(path: Path) -> Path:
@@ -240,7 +226,6 @@ class AuditLog:
 
     def _settle_rotation(self) -> None:
         """Continue from the last rotation; complete one a crash interrupted; then scan."""
-        from retention.run.rotation import finish_pending, settle
 
         assert self._fd is not None
         self.state = read_state(state_path(self.resolved)) or RotationState()

@@ -74,7 +74,7 @@ def plan_from_flags(flags: dict[str, Any], out: Path | None, review_dir: Path | 
         flags = {**flags, "report": flags.get("report") or review_dir / f"{name}.html"}
     assert out is not None
     settings = settings_from_flags(**{**flags, "execute": False, "max_deletes": None})
-    return run_command(dataclasses.replace(settings, planner=PlanWriter(out)))
+    return run_command(dataclasses.replace(settings, planner=PlanWriter(out), publish=publish_plan))
 
 
 def approval_path(plan: Path) -> Path:

@@ -16,24 +16,18 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
-from retention.audit.events import Event
-from retention.audit.reader import iter_lines
-from retention.audit.segments import GZIP_ERRORS, open_lines, segments_beside
-from retention.audit.writer import HISTORY_RUNS, AuditLog, deleted_count
+from retention.audit.history import log_history
+from retention.audit.writer import AuditLog
 from retention.errors import UserError
 
 DEFAULT_SURGE_FLOOR: Final = 1000
 DEFAULT_SURGE_FACTOR: Final = 3.0
-
-_FINISHED: Final = f'"{Event.RUN_FINISHED}"'.encode("ascii")  # a fast pre-filter on raw lines
 
 
 class FirstRunUncapped(UserError):
@@ -61,46 +55,10 @@ def surge_limit(counts: Sequence[int], guard: SurgeGuard) -> int:
     return max(guard.floor, math.ceil(guard.factor * median))
 
 
-def log_history(audit: AuditLog) -> tuple[int, ...]:
-    """The latest execute runs' counts over the whole log, oldest first (at most the window)."""
-    counts = list(audit.scan.history)
-    state = audit.state
-    if state.segment > 0 and len(counts) < HISTORY_RUNS:
-        if state.history is not None:
-            counts = list(state.history) + counts
-        else:
-            counts = _segment_history(audit.resolved, HISTORY_RUNS - len(counts)) + counts
-    return tuple(counts[-HISTORY_RUNS:])
-
-
 def read_history(audit: AuditLog) -> History:
     """From the start-up scan and the rotation state; segments only for an older state."""
     counts = log_history(audit)
     return History(counts, first=not counts and audit.state.segment == 0)
-
-
-def _segment_history(live: Path, wanted: int) -> list[int]:
-    """Up to `wanted` execute runs' counts from the newest segments, oldest first."""
-    found: list[int] = []
-    for item in reversed(segments_beside(live)):
-        here: list[int] = []
-        try:
-            with open_lines(item) as opened:
-                for raw in iter_lines(opened.lines):
-                    if _FINISHED not in raw.data or not raw.complete:
-                        continue
-                    try:
-                        record = json.loads(raw.data)
-                    except ValueError:
-                        continue
-                    if record.get("event") == Event.RUN_FINISHED and record.get("dry_run") is False:
-                        here.append(deleted_count(record))
-        except (OSError, *GZIP_ERRORS):
-            break  # an unreadable segment: the history read so far is what there is
-        found = here + found
-        if len(found) >= wanted:
-            break
-    return found[-wanted:] if wanted else []
 
 
 def belt_limit(

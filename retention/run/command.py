@@ -33,6 +33,8 @@ from retention.api.limiter import RateLimiter
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
 from retention.audit.events import Event, Outcome, RunMode
+from retention.audit.paths import check_outputs
+from retention.audit.rotation import rotate
 from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
 from retention.audit.writer import AuditLog, AuditWriteError
@@ -41,6 +43,7 @@ from retention.log import configure, get_logger
 from retention.plan.store import Plan, PlanWriter
 from retention.policy.model import PolicySet
 from retention.run.belts import SurgeGuard, belt_limit
+from retention.run.context import RunContext
 from retention.run.control import STOP_EXIT_CODES, RunControl, RunGate, RunStopped, StopReason
 from retention.run.forecast import Forecast
 from retention.run.journal import (
@@ -49,12 +52,10 @@ from retention.run.journal import (
     Checkpoints,
     Journal,
 )
-from retention.run.paths import check_outputs
 from retention.run.pipeline import LISTING_TASKS, Pipeline, run_counts
 from retention.run.progress import print_summary, show_progress, warn_dead_holds
 from retention.run.recovery import RecoveryIncomplete, recover
-from retention.run.report import Report, RunContext
-from retention.run.rotation import rotate
+from retention.run.report import Report
 from retention.run.shard import Shard
 from retention.run.stats import RunStats
 from retention.timestamps import rfc3339
@@ -102,8 +103,18 @@ class RunSettings:
     # Safety belts (retention/run/belts.py): None = off; the command line turns them on.
     belts: SurgeGuard | None = None
     planner: PlanWriter | None = field(default=None, compare=False)  # `plan --out`
+    # After a plan run: store its header, publish the file, print its digest; returns the
+    # exit code (plan/command.py's publish_plan, given by `plan`, which sits above `run`).
+    publish: Callable[[RunSettings, RunStats, str, int], int] | None = field(
+        default=None, compare=False
+    )
     plan: Plan | None = field(default=None, compare=False)  # `apply PLAN`
     horizon_days: int = 30  # --horizon: the forecast's window (retention/run/forecast.py)
+
+    def __post_init__(self) -> None:
+        # A plan written but never published would be discarded in silence.
+        if (self.planner is None) != (self.publish is None):
+            raise ValueError("RunSettings: planner and publish go together")
 
     @property
     def effective_rate(self) -> float:
@@ -213,10 +224,8 @@ def run_command(settings: RunSettings) -> int:
             settings.planner.discard()
         structlog.contextvars.unbind_contextvars("run_id")
     stats.exit_code = code
-    if settings.planner is not None:
-        from retention.plan.command import publish_plan
-
-        code = publish_plan(settings, stats, run_id, code)
+    if settings.publish is not None:
+        code = settings.publish(settings, stats, run_id, code)
     return _finish(settings, stats, report, context, code, run_id)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retention.api.client import check_base_url
+from retention.audit.paths import check_outputs
 from retention.audit.signing import load_signer
 from retention.audit.witness import WitnessError, check_witness_dir
 from retention.errors import FatalError, UserError
@@ -23,7 +24,6 @@ from retention.run.metrics import (
     check_pushgateway,
     export_metrics,
 )
-from retention.run.paths import check_outputs
 from retention.run.report import report_format
 from retention.run.shard import Shard, ShardError, parse_shard, read_sizes, shard_from_index
 from retention.run.stats import RunStats

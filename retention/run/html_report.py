@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from retention.audit.events import Outcome, RunMode
+from retention.html import STOP_WORDS, Cell, Chart, Code, Column, Figure, Table, bar_chart, render
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
+from retention.run.context import RunContext
 from retention.run.forecast import FORECAST_NOTE, forecast_rows
-from retention.run.html import Cell, Chart, Code, Column, Figure, Table, bar_chart, render
-from retention.run.report import OUTCOME_ORDER, RunContext
 from retention.run.stats import AGE_BUCKETS, DEAD_HOLD, FORECAST_BUCKETS, RunStats
 from retention.run.sweeps import account_rows, sweep_accounts
 from retention.timestamps import rfc3339, rfc3339_unix
@@ -27,11 +27,6 @@ from retention.timestamps import rfc3339, rfc3339_unix
 TOP_AGENTS: Final = 15
 TOP_REGIONS: Final = 15
 THE_REST: Final = "the rest"
-STOP_WORDS: Final = {
-    "max_deletes": "--max-deletes reached",
-    "signal": "a signal (SIGTERM or SIGINT)",
-    "credentials": "the API refused the credentials",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +139,7 @@ def _tiles(stats: RunStats) -> list[tuple[str, int]]:
         ("kept", sum(stats.kept.values())),
         ("skipped", sum(stats.skipped.values())),
     ]
-    items += [(_outcome_words(o), stats.outcomes[o]) for o in OUTCOME_ORDER if stats.outcomes[o]]
+    items += [(_outcome_words(o), stats.outcomes[o]) for o in tuple(Outcome) if stats.outcomes[o]]
     if stats.agents_failed:
         items.append(("agents not fully listed", stats.agents_failed))
     return items
@@ -172,8 +167,8 @@ def _top(groups: Mapping[str, Counter[str]], limit: int) -> list[tuple[str, Coun
 
 def _outcome_columns(groups: Sequence[tuple[str, Counter[str]]]) -> list[str]:
     """Only the outcomes some group reached: no all-zero column."""
-    return [o for o in OUTCOME_ORDER if any(c[o] for _, c in groups)] + sorted(
-        {o for _, c in groups for o in c if c[o] and o not in OUTCOME_ORDER}
+    return [o for o in tuple(Outcome) if any(c[o] for _, c in groups)] + sorted(
+        {o for _, c in groups for o in c if c[o] and o not in tuple(Outcome)}
     )
 
 
@@ -350,7 +345,7 @@ def _sweeps(stats: RunStats, context: RunContext) -> list[Sweep]:
     """Each sweep (`delete_after: 0d`): what it matched, what became of it, what held."""
     by_name = {p.name: p for p in context.policies}
     accounts = []
-    for account in sweep_accounts(stats, context.policies, OUTCOME_ORDER):
+    for account in sweep_accounts(stats, context.policies, tuple(Outcome)):
         sweep = by_name[account["policy"]]
         rows: list[tuple[Cell, ...]] = list(account_rows(account))
         accounts.append(

@@ -25,7 +25,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from retention.audit.events import Event
 from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
-from retention.audit.writer import AuditLog, AuditWriteError, utc_timestamp
+from retention.audit.writer import AuditLog, AuditWriteError
+from retention.timestamps import utc_timestamp
 
 MAX_BATCH: Final = 512
 CHECKPOINT_EVERY_LINES: Final = 10_000

@@ -13,19 +13,20 @@ import csv
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from retention import __version__, markdown
+from retention import markdown
 from retention.api.models import Call
 from retention.audit.events import Outcome, RunMode
 from retention.durable import replace_text, temp_path
 from retention.errors import UserError
 from retention.policy.describe import ANNOTATION_WORDS, overridden_words
 from retention.policy.model import Kind, Policy
+from retention.run.context import RunContext
 from retention.run.forecast import FORECAST_NOTE, forecast_rows
+from retention.run.html_report import render_run_html
 from retention.run.stats import DEAD_HOLD, RunStats
 from retention.run.sweeps import account_rows, sweep_accounts
 from retention.timestamps import rfc3339, rfc3339_unix
@@ -65,26 +66,6 @@ def report_format(path: Path) -> ReportFormat:
             where="--report",
         )
     return fmt
-
-
-@dataclass(frozen=True, slots=True)
-class RunContext:
-    """What a report says about the run itself."""
-
-    run_id: str
-    dry_run: bool
-    now: datetime
-    shard: str | None
-    policy_sources: tuple[tuple[str, str], ...]  # (path, sha256)
-    # The policies, for their annotations and the sweeps' override lines (not per call).
-    policies: tuple[Policy, ...] = ()
-    mode: RunMode | None = None  # None: "dry run" or "execute", from dry_run
-    plan_sha256: str | None = None  # `apply`: the digest of the plan applied
-    version: str = __version__
-
-    @property
-    def mode_name(self) -> RunMode:
-        return self.mode if self.mode is not None else RunMode.of(self.dry_run)
 
 
 class Report:
@@ -172,8 +153,6 @@ class Report:
 def render(fmt: ReportFormat, stats: RunStats, context: RunContext) -> str:
     """The report's text at the run's end (not the CSV, written as the run goes)."""
     if fmt == "html":
-        from retention.run.html_report import render_run_html
-
         return render_run_html(stats, context)
     totals = summarise(stats, context)
     if fmt == "json":

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from retention.audit.events import Outcome
+from retention.audit.events import MAX_CAUSES, OTHER_CAUSE, Outcome
 from retention.policy.decision import Decision
 from retention.run.forecast import Forecast
 
@@ -38,8 +38,6 @@ FORECAST_BUCKETS: Final = (
 )
 DEAD_HOLD: Final = "hold {name} matched no call: check its conditions"
 MATCH_MASKS: Final = 8192  # distinct match masks held before folding them by name
-MAX_CAUSES: Final = 20  # distinct failure causes kept; any further one counts as "other"
-OTHER_CAUSE: Final = "other"
 
 
 def bucket(days: float, buckets: tuple[tuple[float, str], ...]) -> str:

@@ -25,9 +25,9 @@ from structlog.testing import capture_logs
 
 from retention.audit.chain import GENESIS_HASH
 from retention.audit.resume import resume_path
+from retention.audit.rotation import rotate
 from retention.audit.writer import AuditLog, AuditLogError
 from retention.run.belts import read_history
-from retention.run.rotation import rotate
 
 CASES = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

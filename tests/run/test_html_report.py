@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from retention.api.models import TERMINAL_STATUSES
+from retention.run.context import RunContext
 from retention.run.html_report import render_run_html
-from retention.run.report import RunContext
 from retention.run.stats import AGE_BUCKETS, RunStats, bucket
 from retention.sandbox import SandboxApp
 from retention.sandbox.content import sensitive_strings

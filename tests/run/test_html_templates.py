@@ -16,12 +16,12 @@ import pytest
 
 import retention.audit.html_report as log_page
 import retention.run.html_report as run_page
+from retention import html
 from retention.audit.certificate_doc import HtmlWriter
 from retention.audit.html_report import LogFacts, LogTally
+from retention.html import ENV, macros, render
 from retention.policy.load import parse_policies
-from retention.run import html
-from retention.run.html import ENV, macros, render
-from retention.run.report import RunContext
+from retention.run.context import RunContext
 from retention.run.stats import RunStats
 from tests.run.htmlpage import Page
 

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from retention.audit.paths import OutputPathError, check_outputs
 from retention.audit.writer import AuditLog
 from retention.cli import main
 from retention.errors import ExitCode
-from retention.run.paths import OutputPathError, check_outputs
 from retention.sandbox import SandboxApp
 from tests.e2e.support import (
     API_KEY,

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from retention.audit.rotation import CRASH_ENV, STEPS, RotationError, rotate
 from retention.audit.signing import load_public_keys
 from retention.audit.verify import verify_log
 from retention.audit.writer import AuditLog
 from retention.cli import main
-from retention.run.rotation import CRASH_ENV, STEPS, RotationError, rotate
 from retention.sandbox import SandboxApp
 from tests.audit.signed import make_key
 from tests.e2e.support import (

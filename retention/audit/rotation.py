@@ -42,6 +42,7 @@ from retention.audit.segments import (
 from retention.durable import fsync_dir, write_all
 from retention.errors import UserError
 from retention.log import get_logger
+from retention.timestamps import utc_timestamp
 
 if TYPE_CHECKING:
     from retention.audit.signing import Signer
@@ -227,7 +228,7 @@ def _write_state(live: Path, state: RotationState) -> None:
 
 def _close_segment(log: AuditLog, number: int, segment: Path, first_seq: int) -> RotationState:
     """Steps 3 and 4, once segment `number` is on disk: state, then truncate."""
-    from retention.run.belts import log_history
+    from retention.audit.history import log_history
 
     assert log.fd is not None
     sha256, size = _digest(segment)
@@ -261,7 +262,6 @@ def rotate(
 ) -> Rotated | None:
     """Close the live file as the next segment (None when it holds no line)."""
     from retention.audit.events import Event
-    from retention.audit.writer import utc_timestamp
 
     if log.fd is None or os.fstat(log.fd).st_size == 0:
         return None
@@ -300,39 +300,3 @@ def rotate(
         compressed=rotated.bytes_out,
     )
     return rotated
-
-
-def rotate_command(path: Path, *, signing_key: Path | None, witness_dir: Path | None) -> int:
-    """`retention audit rotate LOG`: under the log's lock, close it as the next segment."""
-    import uuid
-
-    from retention.audit.reader import AuditFileError
-    from retention.audit.signing import load_signer
-    from retention.audit.witness import Witness, WitnessError, WitnessWriteError, check_witness_dir
-    from retention.audit.writer import AuditLog
-    from retention.log import configure
-
-    if witness_dir is not None and signing_key is None:
-        raise WitnessError(
-            "a witness keeps signed checkpoints: give --signing-key", where="--witness"
-        )
-    if witness_dir is not None:
-        check_witness_dir(witness_dir)
-    signer = load_signer(signing_key) if signing_key is not None else None
-    if not path.is_file():
-        raise AuditFileError("no such audit log", where=str(path))
-    configure()
-    witness = Witness(witness_dir) if witness_dir is not None else None
-    with AuditLog(path) as log:
-        try:
-            rotated = rotate(log, run_id=uuid.uuid4().hex, signer=signer, witness=witness)
-        except WitnessWriteError as err:
-            raise RotationError(f"witness: {err}", where="--witness") from None
-    if rotated is None:
-        print(f"nothing to rotate: {path} holds no line since the last rotation")
-        return 0
-    print(
-        f"rotated {path} into {rotated.segment.name}: seq {rotated.first_seq}..{rotated.last_seq}, "
-        f"{rotated.bytes_in} bytes, {rotated.bytes_out} compressed"
-    )
-    return 0

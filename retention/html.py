@@ -148,3 +148,11 @@ def macros(template: str) -> Mapping[str, Callable[..., str]]:
     """The macros a template defines, by name: for a page written piece by piece
     (a head, a row at a time, a tail), each piece autoescaped like a whole page."""
     return dict(vars(ENV.get_template(template).module))
+
+
+# How the HTML reports (a run's, the audit log's) name the reason a run stopped early.
+STOP_WORDS: Final = {
+    "max_deletes": "--max-deletes reached",
+    "signal": "a signal (SIGTERM or SIGINT)",
+    "credentials": "the API refused the credentials",
+}
