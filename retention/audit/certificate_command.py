@@ -22,7 +22,7 @@ import anyio
 import click
 
 from retention import __version__
-from retention.api.client import CartesiaClient, check_base_url
+from retention.api.client import CartesiaClient
 from retention.api.limiter import RateLimiter
 from retention.audit.certificate import OPEN_INTENTS_LISTED, SweepFacts, read_sweep
 from retention.audit.certificate_doc import WRITERS, DocumentWriter, writer_for
@@ -35,6 +35,7 @@ from retention.audit.writer import run_holds_lock
 from retention.errors import ExitCode, UserError
 from retention.log import configure
 from retention.run.paths import check_outputs
+from retention.settings import check_base_url
 
 FLAG: Final = "--out"
 

@@ -19,7 +19,7 @@ from typing import Final
 import anyio
 import click
 
-from retention.api.client import CartesiaClient, check_base_url
+from retention.api.client import CartesiaClient
 from retention.api.limiter import RateLimiter
 from retention.audit.evidence import (
     LIVE_RUN_NOTE,
@@ -38,7 +38,7 @@ from retention.log import configure, get_logger
 from retention.plan.proof import PlanProof, prove_plan
 from retention.plan.store import Plan, open_plan
 from retention.run.paths import check_outputs
-from retention.settings import resolve_api_key, resolve_base_url
+from retention.settings import check_base_url, resolve_api_key, resolve_base_url
 
 PROGRESS_EVERY_SECONDS: Final = 5.0
 _log = get_logger(__name__)

@@ -25,7 +25,6 @@ from retention import __version__
 from retention.api.client import (
     DEFAULT_TIMEOUT_SECONDS,
     CartesiaClient,
-    check_base_url,
     request_timeout,
 )
 from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
@@ -55,6 +54,7 @@ from retention.run.report import Report, RunContext
 from retention.run.rotation import rotate
 from retention.run.shard import Shard
 from retention.run.stats import RunStats
+from retention.settings import check_base_url
 
 _log = get_logger(__name__)
 

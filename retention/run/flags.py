@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from retention.api.client import check_base_url
 from retention.audit.signing import load_signer
 from retention.audit.witness import WitnessError, check_witness_dir
 from retention.errors import UserError
@@ -26,7 +25,7 @@ from retention.run.paths import check_outputs
 from retention.run.report import report_format
 from retention.run.shard import Shard, ShardError, parse_shard, shard_from_index
 from retention.run.stats import RunStats
-from retention.settings import parse_now, resolve_api_key, resolve_base_url
+from retention.settings import check_base_url, parse_now, resolve_api_key, resolve_base_url
 
 _log = get_logger(__name__)
 
