@@ -33,7 +33,6 @@ from retention.audit.signing import load_public_keys
 from retention.audit.verify import LogSummary, verify_log
 from retention.audit.writer import run_holds_lock
 from retention.errors import ExitCode, UserError
-from retention.log import configure
 from retention.run.paths import check_outputs
 from retention.settings import check_base_url
 
@@ -194,7 +193,6 @@ def _write(
         for row in _rows(spool):
             writer.row(row)
     else:
-        configure()  # client retries log to stderr, never into the document
         check = anyio.run(_check, api, spool, writer)
     writer.tail(_api_tail(check, total) if check is not None else None)
     return check

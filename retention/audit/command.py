@@ -34,7 +34,7 @@ from retention.audit.signing import PublicKey, load_public_keys
 from retention.audit.verify import LogSummary, verify_log
 from retention.audit.writer import run_holds_lock
 from retention.errors import ExitCode, UserError
-from retention.log import configure, get_logger
+from retention.log import get_logger
 from retention.plan.proof import PlanProof, prove_plan
 from retention.plan.store import Plan, open_plan
 from retention.run.paths import check_outputs
@@ -149,7 +149,6 @@ def _verify(
         click.echo(f"retention: {LIVE_RUN_NOTE}", err=True)
     proof: ApiProof | None = None
     if api is not None and summary.intact:
-        configure()  # progress and client retries log to stderr, never amid the summary
         proof = anyio.run(_prove, paths, summary, api)
     elif api is not None:
         click.echo("api check   skipped: the log itself is broken", err=True)

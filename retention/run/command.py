@@ -35,7 +35,7 @@ from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
 from retention.audit.writer import AuditLog, AuditWriteError
 from retention.errors import ExitCode, UserError
-from retention.log import configure, get_logger
+from retention.log import get_logger
 from retention.plan.store import Plan, PlanWriter
 from retention.policy.model import PolicySet
 from retention.run.belts import SurgeGuard, belt_limit
@@ -172,7 +172,6 @@ def run_command(settings: RunSettings) -> int:
     report = Report(settings.report) if settings.report else None
     stats = RunStats(dry_run=not settings.execute)
     run_id = uuid.uuid4().hex
-    configure()
     structlog.contextvars.bind_contextvars(run_id=run_id)
     context = RunContext(
         run_id=run_id,

@@ -11,7 +11,7 @@ from typing import Any
 from retention.audit.signing import load_signer
 from retention.audit.witness import WitnessError, check_witness_dir
 from retention.errors import UserError
-from retention.log import configure, get_logger
+from retention.log import get_logger
 from retention.policy.load import load_policies
 from retention.run.belts import DEFAULT_SURGE_FACTOR, DEFAULT_SURGE_FLOOR, SurgeGuard
 from retention.run.command import RunSettings, run_command
@@ -91,7 +91,6 @@ def settings_from_flags(
     if witness is not None:
         check_witness_dir(witness)
     signer = load_signer(signing_key) if signing_key is not None else None
-    configure()  # the loader's warnings (entries it does not read) go to stderr, as a run's
     policies = load_policies(list(policy_paths))
     url = resolve_base_url(base_url)
     check_base_url(url)
@@ -159,7 +158,6 @@ def _export_refused(flags: dict[str, Any], err: UserError) -> None:
     stats = RunStats(dry_run=not flags.get("execute", False))
     stats.exit_code = err.exit_code
     stats.finished_unix = time.time()
-    configure()
     try:
         export_metrics(
             stats,

@@ -306,7 +306,6 @@ def rotate_command(path: Path, *, signing_key: Path | None, witness_dir: Path | 
     from retention.audit.signing import load_signer
     from retention.audit.witness import Witness, WitnessError, WitnessWriteError, check_witness_dir
     from retention.audit.writer import AuditLog
-    from retention.log import configure
 
     if witness_dir is not None and signing_key is None:
         raise WitnessError(
@@ -317,7 +316,6 @@ def rotate_command(path: Path, *, signing_key: Path | None, witness_dir: Path | 
     signer = load_signer(signing_key) if signing_key is not None else None
     if not path.is_file():
         raise AuditFileError("no such audit log", where=str(path))
-    configure()
     witness = Witness(witness_dir) if witness_dir is not None else None
     with AuditLog(path) as log:
         try:
