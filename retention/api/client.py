@@ -442,13 +442,16 @@ class CartesiaClient:
         """An answer: the decoded value, or a typed failure (the gate told of its pace)."""
         status, headers, method = response.status_code, response.headers, attempts.method
         self.stats.by_status[status] += 1
-        common = attempts.common(status not in CLEAR_REFUSALS)
         if 200 <= status < 300:
             try:
                 return decode(response.content)
             except (msgspec.DecodeError, UnicodeDecodeError) as err:
-                failure: ApiError = MalformedResponse(status, reason=type(err).__name__, **common)
+                reason = type(err).__name__
+                failure: ApiError = MalformedResponse(
+                    status, reason=reason, **attempts.common(True)
+                )
                 return _Failed(failure, self.retry.is_retryable(method, failure, headers))
+        common = attempts.common(status not in CLEAR_REFUSALS)
         error_code, request_id = error_identity(response.content)
         retryable = self.retry.retryable_status(method, status, headers)
         failure = answer_error(

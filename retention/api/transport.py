@@ -28,19 +28,29 @@ import httpx
 CONNECTIONS_PER_POOL: Final = 4
 
 
-def is_socket_readable(sock: socket.socket | None) -> bool:
+def is_socket_readable(sock: socket.socket | None, poller: select.poll | None = None) -> bool:
     """Whether a read would return at once: data waiting, or the peer closed (an idle
     pooled connection that is readable is dead). A socket without a descriptor counts
-    as readable, as its next read ends. What httpcore asks through `is_readable`."""
+    as readable, as its next read ends. What httpcore asks through `is_readable`.
+    `poller`, when given, already watches the socket for input (kept per connection)."""
     fd = -1 if sock is None else sock.fileno()
     if fd < 0:
         return True
     if not hasattr(select, "poll"):  # e.g. Windows
         readable, _, _ = select.select([fd], [], [], 0)
         return bool(readable)
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
+    if poller is None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
+
+
+def _input_poller(sock: socket.socket | None) -> select.poll | None:
+    if sock is None or sock.fileno() < 0 or not hasattr(select, "poll"):
+        return None
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return poller
 
 
 class _SocketCachingStream(httpcore.AsyncNetworkStream):
@@ -49,6 +59,7 @@ class _SocketCachingStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
         self._socket = inner.get_extra_info("socket")
+        self._poller = _input_poller(self._socket)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, timeout)
@@ -72,7 +83,7 @@ class _SocketCachingStream(httpcore.AsyncNetworkStream):
         if info == "socket":
             return self._socket
         if info == "is_readable":
-            return is_socket_readable(self._socket)
+            return is_socket_readable(self._socket, self._poller)
         return self._inner.get_extra_info(info)
 
 

@@ -19,16 +19,19 @@ from retention.api import transport as transport_module
 from retention.api.transport import is_socket_readable
 
 
-def test_a_socket_is_readable_when_data_waits_or_the_peer_closed() -> None:
+@pytest.mark.parametrize("kept_poller", [False, True])
+def test_a_socket_is_readable_when_data_waits_or_the_peer_closed(kept_poller: bool) -> None:
     ours, peer = socket.socketpair()
+    poller = transport_module._input_poller(ours) if kept_poller else None
     with ours, peer:
-        assert not is_socket_readable(ours)  # an idle, live connection
+        assert not is_socket_readable(ours, poller)  # an idle, live connection
         peer.sendall(b"x")
-        assert is_socket_readable(ours)
+        assert is_socket_readable(ours, poller)
         assert ours.recv(1) == b"x"
-        assert not is_socket_readable(ours)
+        assert not is_socket_readable(ours, poller)
         peer.close()
-        assert is_socket_readable(ours)  # the next read returns b"": the connection is dead
+        assert is_socket_readable(ours, poller)  # the next read returns b"": it is dead
+    assert is_socket_readable(ours, poller)  # closed on our side: no descriptor
 
 
 def test_a_missing_or_closed_socket_counts_as_readable() -> None:
