@@ -56,9 +56,9 @@ class _KeepAliveHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def loopback_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveHandler)
+@contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -67,6 +67,12 @@ def loopback_url() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def loopback_url() -> Iterator[str]:
+    with _serving(_KeepAliveHandler) as url:
+        yield url
 
 
 @pytest.mark.anyio
@@ -121,19 +127,6 @@ class _GzipHandler(_KeepAliveHandler):
 class _HangUpHandler(_KeepAliveHandler):
     def do_GET(self) -> None:
         self.close_connection = True  # reads the request, answers nothing
-
-
-@contextmanager
-def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.mark.anyio
