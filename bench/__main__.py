@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import apply_memory, cases, inprocess, startup
+from bench import apply_memory, cases, cpu_delete, inprocess, startup
 from bench.figures import (
     Figure,
     command_line,
@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[str, str, Benchmark]] = {
     "rate": ("1", "rate efficiency", cases.rate_efficiency),
     "speed": ("2", "speed vs competent and naive scripts", cases.speed_vs_naive),
     "cpu": ("3", "CPU per call vs SDK", cases.cpu_per_call),
+    "cpu-delete": ("3c", "CPU per deletion vs older commit", cpu_delete.cpu_per_deletion),
     "memory": ("4", "peak RSS, large / small dry run", cases.memory_flat),
     "engine": ("5", "policy engine", inprocess.policy_engine),
     "audit": ("6", "audit verify peak RSS", inprocess.audit_verify),

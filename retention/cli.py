@@ -127,6 +127,9 @@ def _rate_option(help_text: str) -> Callable[[F], F]:
 @click.version_option(__version__, prog_name="retention")
 def cli() -> None:
     """Enforce data-retention policies on Cartesia voice-agent calls."""
+    from retention.log import configure
+
+    configure()  # once, for every command: log lines on stderr, redacted
 
 
 @cli.command()

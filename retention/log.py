@@ -1,8 +1,13 @@
 """One structlog pipeline for the whole tool, set up in one place.
 
-JSON lines when stderr is not a terminal, readable key=value when it is. The last
-processor before rendering is a guard that drops any value that looks like an
-API key and any key that names personal data, whatever a caller passed by mistake.
+JSON lines when stderr is not a terminal, readable key=value when it is; always on
+stderr, never amid a command's output. The last processor before rendering is a
+guard that drops any value that looks like an API key and any key that names
+personal data, whatever a caller passed by mistake.
+
+The CLI's group callback configures it once for every command. Importing this module
+already installs the same pipeline, so no line is ever rendered by structlog's
+default (stdout, unredacted), even by code run outside the CLI.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, cast
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 # Keys whose values are personal data or secrets; never rendered.
 SENSITIVE_KEYS: Final = frozenset(
@@ -168,6 +174,9 @@ def configure(
     )
 
 
-def get_logger(name: str | None = None) -> Any:
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
     """A bound structlog logger; `run_id` is added through contextvars by the run."""
-    return structlog.get_logger(name)
+    return cast(FilteringBoundLogger, structlog.get_logger(name))
+
+
+configure()  # the default until the CLI configures it (see the module's docstring)

@@ -1,4 +1,5 @@
-"""Where the API key, the base URL and `--now` come from, shared by run, explain and audit.
+"""Where the API key, the base URL and `--now` come from, shared by run, explain and audit,
+and the checks they pass before any connection (the one place that vets a base URL).
 
 The key comes from `--api-key-file` (a mounted secret; surrounding whitespace is
 stripped) or else `CARTESIA_API_KEY`. Messages name the file or the variable,
@@ -7,17 +8,24 @@ never the value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
+from retention.api.errors import InsecureBaseURL, MissingAPIKey
 from retention.errors import UserError
+
+if TYPE_CHECKING:
+    import httpx
 
 API_KEY_ENV: Final = "CARTESIA_API_KEY"
 BASE_URL_ENV: Final = "CARTESIA_BASE_URL"
 DEFAULT_BASE_URL: Final = "https://api.cartesia.ai"
 MAX_KEY_FILE_BYTES: Final = 4096
+_HOST: Final = re.compile(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")  # name, IPv4, IPv6
 
 
 def resolve_api_key(api_key_file: Path | None) -> str:
@@ -51,6 +59,55 @@ def resolve_base_url(flag: str | None) -> str:
     if flag is not None and flag.strip():
         return flag.strip()
     return os.environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: the only hosts plain http:// may reach."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str) -> httpx.URL:
+    """Parse and vet the base URL before any connection: https, or http to loopback only."""
+    import httpx  # here: `validate` and `plan` never need it (~30 ms of start-up)
+
+    try:
+        url = httpx.URL(base_url.strip())
+    except (httpx.InvalidURL, TypeError) as err:
+        raise InsecureBaseURL(f"malformed base URL: {err}", where="base URL") from None
+    shown = url.copy_with(username=None, password=None) if url.userinfo else url
+    if url.scheme not in ("http", "https") or not _HOST.fullmatch(url.host):
+        raise InsecureBaseURL(
+            f"{shown} is not an http(s) URL with a host", where="base URL"
+        ) from None
+    if url.userinfo:
+        raise InsecureBaseURL(
+            f"{shown} must not carry credentials; use the API key", where="base URL"
+        )
+    if url.query or url.fragment:
+        raise InsecureBaseURL(f"{shown} must not have a query or fragment", where="base URL")
+    if url.scheme == "http" and not is_loopback_host(url.host):
+        raise InsecureBaseURL(
+            f"plain http:// is refused for {url.host}, which is not loopback "
+            "(127.0.0.0/8, ::1, localhost); use https://",
+            where="base URL",
+        )
+    return url
+
+
+def check_api_key(api_key: str | None) -> str:
+    """The key with surrounding whitespace stripped; refused (never echoed) when blank
+    or holding spaces or unprintable characters."""
+    key = (api_key or "").strip()
+    if not key:
+        raise MissingAPIKey(f"no API key: set {API_KEY_ENV} or pass --api-key-file")
+    if any(ch.isspace() for ch in key) or not key.isascii() or not key.isprintable():
+        raise MissingAPIKey("the API key contains spaces or unprintable characters")
+    return key
 
 
 def parse_now(text: str | None, flag: str = "--now") -> datetime:

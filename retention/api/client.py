@@ -1,24 +1,25 @@
 """The async client of the Cartesia Agents API: HTTP in, typed models and typed errors out.
 
-One pooled `httpx.AsyncClient` per `CartesiaClient`. Every attempt, retries included,
-passes through the shared gate (rate and in-flight limits), so retries never storm.
-Nothing here logs or raises the API key, a call's id or any personal data.
+In layers, each a small step (as httpx is): a request is built once from parts prepared
+at start (`_Requests`); each attempt passes the shared gate (rate and in-flight limits,
+so retries never storm) and comes back as a value or a typed failure (`_attempt`,
+`answer_error`); the retry policy says whether that failure is worth another attempt
+and how long to wait (api.retry); `ClientStats` counts. All attempts of one request
+share a time budget. Nothing here logs or raises the API key, a call's id or any
+personal data.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import socket
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import anyio
 import httpx
@@ -29,12 +30,9 @@ from retention.api.decode import decode_agents, decode_call, decode_page
 from retention.api.errors import (
     ApiError,
     AuthError,
-    InsecureBaseURL,
     InvalidId,
     MalformedResponse,
-    MissingAPIKey,
     NotFound,
-    PaginationError,
     Rejected,
     RetriesExhausted,
     TransportFailure,
@@ -42,12 +40,13 @@ from retention.api.errors import (
     Unreachable,
     error_identity,
 )
-from retention.api.ids import id_problem, is_valid_id
+from retention.api.ids import id_problem
 from retention.api.models import API_VERSION, Agent, Call, UnreadableCall
-from retention.api.paging import CursorCycle
-from retention.api.retry import RetryPolicy, parse_retry_after
+from retention.api.paging import LIST_ROUTE, PageWalk
+from retention.api.retry import GiveUp, RetryPolicy, parse_retry_after
 from retention.api.transport import SpreadTransport
 from retention.log import get_logger, register_secret
+from retention.settings import check_api_key, check_base_url
 
 T = TypeVar("T")
 Method = Literal["GET", "DELETE"]
@@ -66,19 +65,18 @@ def request_timeout(seconds: float) -> httpx.Timeout:
 DEFAULT_TIMEOUT: Final = request_timeout(DEFAULT_TIMEOUT_SECONDS)
 MAX_PAGE_SIZE: Final = 100
 CALL_ROUTE: Final = "/agents/calls/{call_id}"
-LIST_ROUTE: Final = "/agents/calls"
 # Answers that say the server did not act on the request (see ApiError).
 CLEAR_REFUSALS: Final = frozenset({401, 403, 404, 429})
 # Failures that happen before any byte of the request is sent.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_CONNECT_FAILED: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 _TRANSIENT_TRANSPORT: Final = (
+    TimeoutError,
     httpx.TimeoutException,
     httpx.NetworkError,
     httpx.RemoteProtocolError,
 )
 WHOLE_REQUEST_TIMEOUT: Final = "WholeRequestTimeout"  # the --timeout bound on one attempt
-
-_HOST: Final = re.compile(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")  # name, IPv4, IPv6
 
 _log = get_logger(__name__)
 
@@ -125,50 +123,14 @@ class ClientStats:
     deletes_resent: int = 0  # DELETEs sent again after an attempt that may have taken effect
     by_status: Counter[int] = field(default_factory=Counter)
 
-
-def is_loopback_host(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost: the only hosts plain http:// may reach."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_base_url(base_url: str) -> httpx.URL:
-    """Parse and vet the base URL before any connection: https, or http to loopback only."""
-    try:
-        url = httpx.URL(base_url.strip())
-    except (httpx.InvalidURL, TypeError) as err:
-        raise InsecureBaseURL(f"malformed base URL: {err}", where="base URL") from None
-    shown = url.copy_with(username=None, password=None) if url.userinfo else url
-    if url.scheme not in ("http", "https") or not _HOST.fullmatch(url.host):
-        raise InsecureBaseURL(
-            f"{shown} is not an http(s) URL with a host", where="base URL"
-        ) from None
-    if url.userinfo:
-        raise InsecureBaseURL(
-            f"{shown} must not carry credentials; use the API key", where="base URL"
-        )
-    if url.query or url.fragment:
-        raise InsecureBaseURL(f"{shown} must not have a query or fragment", where="base URL")
-    if url.scheme == "http" and not is_loopback_host(url.host):
-        raise InsecureBaseURL(
-            f"plain http:// is refused for {url.host}, which is not loopback "
-            "(127.0.0.0/8, ::1, localhost); use https://",
-            where="base URL",
-        )
-    return url
-
-
-def _check_api_key(api_key: str | None) -> str:
-    key = (api_key or "").strip()
-    if not key:
-        raise MissingAPIKey("no API key: set CARTESIA_API_KEY or pass --api-key-file")
-    if any(ch.isspace() for ch in key) or not key.isascii() or not key.isprintable():
-        raise MissingAPIKey("the API key contains spaces or unprintable characters")
-    return key
+    def failed(self, failure: ApiError) -> None:
+        """Count one failed attempt by its kind."""
+        if isinstance(failure, TransportFailure | Unreachable):
+            self.transport_errors += 1
+        elif isinstance(failure, MalformedResponse):
+            self.malformed += 1
+        elif failure.status == 429:
+            self.throttled += 1
 
 
 def _require_id(value: str, *, method: Method, route: str) -> str:
@@ -189,6 +151,37 @@ def _whole_request_seconds(timeout: float | httpx.Timeout) -> float:
     if isinstance(timeout, httpx.Timeout):
         return timeout.read if timeout.read is not None else DEFAULT_TIMEOUT_SECONDS
     return float(timeout)
+
+
+def answer_error(status: int, *, retryable: bool, **common: Any) -> ApiError:
+    """The typed error of an answer that is not 2xx (`common`: see `_Attempts.common`)."""
+    if status in (401, 403):
+        return AuthError(status, **common)
+    if retryable or status in (408, 429) or status >= 500:
+        return Unavailable(status, **common)
+    if status == 404:
+        return NotFound(status, **common)
+    if 400 <= status < 500:
+        return Rejected(status, **common)
+    return ApiError(status, **common)  # 1xx/3xx: unexpected
+
+
+def transport_error(err: Exception, *, first_contact: bool, **common: Any) -> ApiError:
+    """The typed error of an attempt that got no answer. httpx's text may hold the URL
+    (and so a call's id): only the exception's class is kept."""
+    if first_contact and isinstance(err, _CONNECT_FAILED):
+        return Unreachable(None, reason=connect_failure(err), **common)
+    if isinstance(err, _TRANSIENT_TRANSPORT):
+        reason = WHOLE_REQUEST_TIMEOUT if isinstance(err, TimeoutError) else type(err).__name__
+        return TransportFailure(None, reason=reason, **common)
+    return ApiError(None, reason=type(err).__name__, **common)  # e.g. a protocol misuse
+
+
+def gave_up(failure: ApiError, attempts: int) -> ApiError:
+    """What a failure that gets no further attempt raises: a transient one is wrapped."""
+    if isinstance(failure, Unavailable | TransportFailure):
+        return RetriesExhausted(failure, attempts=attempts)
+    return failure
 
 
 @dataclass(slots=True)
@@ -215,11 +208,43 @@ class _Attempts:
 
 
 @dataclass(frozen=True, slots=True)
-class _Retry:
-    """A failed attempt worth another: the failure and the server's requested wait."""
+class _Failed:
+    """A failed attempt: its typed failure, whether it is worth another attempt, and
+    the wait the server asked for."""
 
     failure: ApiError
+    retryable: bool
     retry_after: float | None = None
+
+
+class _Requests:
+    """httpx.Requests built from parts prepared once: the origin and path prefix of the
+    base URL, every header (Host included) and the timeouts. `AsyncClient.request`
+    would merge the URL, headers and cookies again for every request, a sixth of the
+    CPU of a deletion (docs/BENCHMARKS.md)."""
+
+    def __init__(self, base_url: httpx.URL, api_key: str, timeout: httpx.Timeout) -> None:
+        netloc = base_url.netloc.decode("ascii")
+        path = base_url.raw_path.decode("ascii").rstrip("/")
+        self._prefix = f"{base_url.scheme}://{netloc}{path}"
+        self._headers = httpx.Headers(
+            {
+                "Host": netloc,
+                "Authorization": f"Bearer {api_key}",
+                "Cartesia-Version": API_VERSION,
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+                "Connection": "keep-alive",
+                "User-Agent": f"cartesia-retention/{__version__}",
+            }
+        )
+        self._extensions = {"timeout": timeout.as_dict()}
+
+    def build(self, method: str, path: str, params: Mapping[str, str] | None) -> httpx.Request:
+        url = self._prefix + path
+        if params:
+            url += "?" + urlencode(params, quote_via=quote)
+        return httpx.Request(method, url, headers=self._headers, extensions=self._extensions)
 
 
 class CartesiaClient:
@@ -237,7 +262,7 @@ class CartesiaClient:
         max_connections: int = 64,
     ) -> None:
         self.base_url = check_base_url(base_url)
-        self._api_key = _check_api_key(api_key)
+        self._api_key = check_api_key(api_key)
         register_secret(self._api_key)
         self.gate: Gate = gate if gate is not None else _OpenGate()
         self.retry = retry
@@ -246,26 +271,17 @@ class CartesiaClient:
         # All attempts of one request, their waits and 429s included, end after this.
         self.budget_seconds = retry.time_budget(self.request_seconds)
         self.stats = ClientStats()
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={
-                "Authorization": f"Bearer {self._api_key}",
-                "Cartesia-Version": API_VERSION,
-                "Accept": "application/json",
-                "User-Agent": f"cartesia-retention/{__version__}",
-            },
-            timeout=timeout,
-            # Small pools with cached sockets: httpcore's single pool costs milliseconds of
-            # CPU per request at dozens of connections (see api/transport.py).
-            transport=transport if transport is not None else SpreadTransport(max_connections),
-            follow_redirects=False,  # a redirect is an answer to show, not to follow blindly
-        )
+        # Small pools with cached sockets: httpcore's single pool costs milliseconds of
+        # CPU per request at dozens of connections (see api/transport.py). Requests go
+        # straight to the transport (httpx's interface): no cookies, no redirects.
+        self._transport = transport if transport is not None else SpreadTransport(max_connections)
+        self._requests = _Requests(self.base_url, self._api_key, httpx.Timeout(timeout))
 
     def __repr__(self) -> str:
         return f"CartesiaClient(base_url={str(self.base_url)!r})"
 
     async def __aenter__(self) -> Self:
-        await self._http.__aenter__()
+        await self._transport.__aenter__()
         return self
 
     async def __aexit__(
@@ -274,10 +290,10 @@ class CartesiaClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._http.__aexit__(exc_type, exc, tb)
+        await self._transport.__aexit__(exc_type, exc, tb)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     # -- endpoints -------------------------------------------------------------------
 
@@ -337,40 +353,16 @@ class CartesiaClient:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}")
         _require_id(agent_id, method="GET", route=LIST_ROUTE)
-        cursor: str | None = None
-        cycle = CursorCycle()
-        previous_ids: frozenset[str] = frozenset()
-        oldest: datetime | None = None  # the oldest start_time yielded so far
+        walk = PageWalk()
         while True:
             params = {"agent_id": agent_id, "limit": str(page_size)}
-            if cursor is not None:
-                params["starting_after"] = cursor
+            if walk.cursor is not None:
+                params["starting_after"] = walk.cursor
             page = await self._request("GET", LIST_ROUTE, LIST_ROUTE, decode_page, params=params)
-            if not page.entries:
-                return
-            fresh = [e for e in page.entries if e.id is None or e.id not in previous_ids]
-            last_id = page.entries[-1].id
-            stuck = not fresh or (last_id is not None and last_id == cursor)
-            if stuck and page.next_page is None:
-                return  # nothing new, and the server says this is the end anyway
-            if stuck or (cursor is not None and page.next_page == cursor):
-                raise _pagination("the list of calls does not advance: the same cursor again")
-            following = _cursor_after(last_id, page.next_page)
-            if following is not None and cycle.seen(following):
-                raise _pagination("the list of calls repeats a page already listed")
-            times = [e.start_time for e in fresh if isinstance(e, Call) and e.start_time]
-            if times and oldest is not None and max(times) > oldest:
-                raise _pagination("the list of calls went back to newer calls")
-            if times:
-                oldest = min(times) if oldest is None else min(oldest, *times)
-            for entry in fresh:
+            for entry in walk.take(page):
                 yield entry
-            if page.next_page is None:
+            if not walk.advance():
                 return
-            if following is None:
-                raise _pagination("the list of calls cannot go on: no usable cursor after a page")
-            cursor = following
-            previous_ids = frozenset(e.id for e in page.entries if e.id is not None)
 
     # -- one request, with retries ---------------------------------------------------
 
@@ -385,38 +377,44 @@ class CartesiaClient:
         first: bool = False,
     ) -> T:
         """Attempts until one succeeds, one fails for good, or the bounds are reached."""
+        request = self._requests.build(method, path, params)
         attempts = _Attempts(method, route, first_contact=first)
         while True:
             attempts.count += 1
-            answer = await self._attempt(attempts, path, decode, params)
-            if not isinstance(answer, _Retry):
+            outcome = await self._attempt(attempts, request, decode)
+            if not isinstance(outcome, _Failed):
                 self.gate.succeeded()
-                return answer
-            delay = self._retry_delay(attempts, answer)
-            _log.info(
-                "api.retry",
-                method=method,
-                route=route,
-                status=answer.failure.status,
-                error=type(answer.failure).__name__,
-                error_code=answer.failure.error_code,
-                request_id=answer.failure.request_id,
-                attempt=attempts.count,
-                delay=round(delay, 3),
-            )
+                return outcome
+            self.stats.failed(outcome.failure)
+            delay = self._wait(attempts, outcome)
             self.stats.retries += 1
+            _log_retry(attempts, outcome.failure, delay)
             await anyio.sleep(delay)
 
+    def _wait(self, attempts: _Attempts, outcome: _Failed) -> float:
+        """The wait before the next attempt; raises the failure when there is none."""
+        failure = outcome.failure
+        if not outcome.retryable:
+            raise gave_up(failure, attempts.count) from None
+        started = attempts.started if attempts.started is not None else anyio.current_time()
+        wait = self.retry.next_wait(
+            attempts=attempts.count,
+            throttles=attempts.throttles,
+            throttled=failure.status == 429,
+            retry_after=outcome.retry_after,
+            spent=anyio.current_time() - started,
+            budget=self.budget_seconds,
+        )
+        if isinstance(wait, GiveUp):
+            budget_spent = wait is GiveUp.BUDGET
+            raise RetriesExhausted(failure, attempts=attempts.count, budget_spent=budget_spent)
+        return wait
+
     async def _attempt(
-        self,
-        attempts: _Attempts,
-        path: str,
-        decode: Callable[[bytes], T],
-        params: Mapping[str, str] | None,
-    ) -> T | _Retry:
-        """One attempt: the decoded value, a failure worth retrying, or a raised error."""
-        method = attempts.method
-        if method == "DELETE" and attempts.reached:
+        self, attempts: _Attempts, request: httpx.Request, decode: Callable[[bytes], T]
+    ) -> T | _Failed:
+        """One attempt through the gate: the decoded value or a typed failure."""
+        if attempts.method == "DELETE" and attempts.reached:
             self.stats.deletes_resent += 1
         try:
             async with self.gate.slot():
@@ -424,130 +422,111 @@ class CartesiaClient:
                     attempts.started = anyio.current_time()
                 self.stats.requests += 1
                 with anyio.fail_after(self.request_seconds):
-                    response = await self._http.request(method, path, params=params)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as err:
-            if attempts.first_contact:
-                self.stats.transport_errors += 1
-                raise Unreachable(
-                    None, reason=connect_failure(err), **attempts.common(False)
-                ) from None
-            return self._transport_failure(attempts, err)
-        except (TimeoutError, *_TRANSIENT_TRANSPORT) as err:
-            return self._transport_failure(attempts, err)
-        except httpx.HTTPError as err:  # not transient (e.g. a protocol misuse): no retry
-            raise ApiError(
-                None, reason=type(err).__name__, **attempts.common(not isinstance(err, _NOT_SENT))
-            ) from None
+                    response = await self._transport.handle_async_request(request)
+                    await response.aread()  # ours has read it; in-process ones have not
+        except (TimeoutError, httpx.HTTPError) as err:
+            sent = not isinstance(err, _NOT_SENT)
+            failure = transport_error(
+                err, first_contact=attempts.first_contact, **attempts.common(sent)
+            )
+            attempts.reached = attempts.reached or sent
+            return _Failed(failure, self.retry.is_retryable(attempts.method, failure, {}))
         try:
-            return self._classify(attempts, response, decode)
+            return self._answer(attempts, response, decode)
         finally:
             attempts.reached = attempts.reached or response.status_code not in CLEAR_REFUSALS
 
-    def _transport_failure(self, attempts: _Attempts, err: Exception) -> _Retry:
-        self.stats.transport_errors += 1
-        # httpx's text may hold the URL (and so a call's id): only the class is kept.
-        reason = WHOLE_REQUEST_TIMEOUT if isinstance(err, TimeoutError) else type(err).__name__
-        sent = not isinstance(err, _NOT_SENT)
-        failure = TransportFailure(None, reason=reason, **attempts.common(sent))
-        attempts.reached = attempts.reached or sent
-        if not self.retry.retry_transport_errors:
-            raise RetriesExhausted(failure, attempts=attempts.count) from None
-        return _Retry(failure)
-
-    def _classify(
+    def _answer(
         self, attempts: _Attempts, response: httpx.Response, decode: Callable[[bytes], T]
-    ) -> T | _Retry:
-        """An answer: the decoded value, a retryable failure, or the error to raise."""
-        status = response.status_code
+    ) -> T | _Failed:
+        """An answer: the decoded value, or a typed failure (the gate told of its pace)."""
+        status, headers, method = response.status_code, response.headers, attempts.method
         self.stats.by_status[status] += 1
-        common = attempts.common(status not in CLEAR_REFUSALS)
         if 200 <= status < 300:
             try:
                 return decode(response.content)
             except (msgspec.DecodeError, UnicodeDecodeError) as err:
-                self.stats.malformed += 1
-                failure = MalformedResponse(status, reason=type(err).__name__, **common)
-                # A DELETE answered 2xx may have taken effect: never send it again.
-                if attempts.method == "DELETE" or not self.retry.retry_malformed:
-                    raise failure from None
-                return _Retry(failure)
+                reason = type(err).__name__
+                failure: ApiError = MalformedResponse(
+                    status, reason=reason, **attempts.common(True)
+                )
+                return _Failed(failure, self.retry.is_retryable(method, failure, headers))
+        common = attempts.common(status not in CLEAR_REFUSALS)
         error_code, request_id = error_identity(response.content)
-        common.update(error_code=error_code, request_id=request_id)
-        retry_after: float | None = None
+        retryable = self.retry.retryable_status(method, status, headers)
+        failure = answer_error(
+            status, retryable=retryable, error_code=error_code, request_id=request_id, **common
+        )
+        retry_after = parse_retry_after(headers)
+        self._pace(attempts, status, retry_after)
+        return _Failed(failure, retryable, retry_after)
+
+    def _pace(self, attempts: _Attempts, status: int, retry_after: float | None) -> None:
+        """Tell the shared gate what an answer says of the API's pace."""
         if status == 429:
-            self.stats.throttled += 1
             attempts.throttles += 1
-            retry_after = parse_retry_after(response.headers)
             self.gate.throttled(retry_after)
         elif status < 500 and status != 408:
             self.gate.succeeded()  # the API is keeping up; this answer is final
-        if status in (401, 403):
-            raise AuthError(status, **common)
-        if not self.retry.retryable_status(attempts.method, status, response.headers):
-            if status == 404:
-                raise NotFound(status, **common)
-            if status in (408, 429) or status >= 500:  # the server said x-should-retry: false
-                raise RetriesExhausted(Unavailable(status, **common), attempts=attempts.count)
-            if 400 <= status < 500:
-                raise Rejected(status, **common)
-            raise ApiError(status, **common)  # 1xx/3xx: unexpected
-        if status != 429:
-            retry_after = parse_retry_after(response.headers)
-        return _Retry(Unavailable(status, **common), retry_after)
-
-    def _retry_delay(self, attempts: _Attempts, answer: _Retry) -> float:
-        """How long to wait before the next attempt; raises when there is none."""
-        failure = answer.failure
-        throttled = failure.status == 429
-        if throttled and attempts.throttles <= self.retry.max_throttled:
-            pass  # paced by the limiter's shared pause, not a failed attempt
-        elif throttled or attempts.count - attempts.throttles >= self.retry.max_attempts:
-            raise RetriesExhausted(failure, attempts=attempts.count)
-        delay = self.retry.delay(attempts.count, answer.retry_after)
-        started = attempts.started if attempts.started is not None else anyio.current_time()
-        if anyio.current_time() - started + delay > self.budget_seconds:
-            raise RetriesExhausted(failure, attempts=attempts.count, budget_spent=True)
-        return delay
 
 
-def _cursor_after(last_id: str | None, next_page: str | None) -> str | None:
-    """Where the next page starts: the page's last entry's id, else `next_page`, and
-    only when usable as an id (api.ids); None when neither is."""
-    for candidate in (last_id, next_page):
-        if candidate is not None and is_valid_id(candidate):
-            return candidate
-    return None
+def _log_retry(attempts: _Attempts, failure: ApiError, delay: float) -> None:
+    _log.info(
+        "api.retry",
+        method=attempts.method,
+        route=attempts.route,
+        status=failure.status,
+        error=type(failure).__name__,
+        error_code=failure.error_code,
+        request_id=failure.request_id,
+        attempt=attempts.count,
+        delay=round(delay, 3),
+    )
 
 
-def _pagination(reason: str) -> PaginationError:
-    return PaginationError(None, method="GET", route=LIST_ROUTE, reason=reason)
+_DNS_FAILED: Final = "DNS lookup failed (no such host?)"
+_REFUSED: Final = "connection refused (nothing listens there)"
+# Causes found in an exception's chain, in words (checked in this order).
+_CAUSES: Final[tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...]] = (
+    (socket.gaierror, _DNS_FAILED),
+    (ssl.SSLError, "TLS handshake failed (is it an https server?)"),
+    (ConnectionRefusedError, _REFUSED),
+    ((httpx.ConnectTimeout, TimeoutError), "no answer to the connection (connect timeout)"),
+)
+# Failing that, what the message says (lowercased).
+_TEXT_CAUSES: Final = (
+    ("name or service not known", _DNS_FAILED),
+    ("nodename nor servname", _DNS_FAILED),
+    ("connection refused", _REFUSED),
+    ("ssl", "TLS handshake failed"),
+    ("certificate", "TLS handshake failed"),
+)
 
 
 def connect_failure(err: BaseException) -> str:
     """Why a connection failed, in words, from the exception chain (never the URL)."""
+    for current in _chain(err):
+        words = _cause_in_words(current)
+        if words is not None:
+            return words
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err).lower()
+    return next((words for needle, words in _TEXT_CAUSES if needle in text), type(err).__name__)
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """`err`, then its causes and contexts, each once."""
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, socket.gaierror):
-            return "DNS lookup failed (no such host?)"
-        if isinstance(current, ssl.SSLCertVerificationError):
-            detail = current.verify_message or "certificate not trusted"
-            return f"TLS certificate verification failed ({detail})"
-        if isinstance(current, ssl.SSLError):
-            return "TLS handshake failed (is it an https server?)"
-        if isinstance(current, ConnectionRefusedError):
-            return "connection refused (nothing listens there)"
-        if isinstance(current, httpx.ConnectTimeout | TimeoutError):
-            return "no answer to the connection (connect timeout)"
+        yield current
         current = current.__cause__ or current.__context__
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    text = str(err).lower()
-    if "name or service not known" in text or "nodename nor servname" in text:
-        return "DNS lookup failed (no such host?)"
-    if "connection refused" in text:
-        return "connection refused (nothing listens there)"
-    if "ssl" in text or "certificate" in text:
-        return "TLS handshake failed"
-    return type(err).__name__
+
+
+def _cause_in_words(err: BaseException) -> str | None:
+    if isinstance(err, ssl.SSLCertVerificationError):
+        detail = err.verify_message or "certificate not trusted"
+        return f"TLS certificate verification failed ({detail})"
+    return next((words for kind, words in _CAUSES if isinstance(err, kind)), None)

@@ -1,4 +1,8 @@
-"""When to retry a request and how long to wait first.
+"""When to retry a request and how long to wait first: two separate questions.
+
+`RetryPolicy.is_retryable` says which failures are worth another attempt (as
+stamina's `on=`); `RetryPolicy.next_wait` says how long to wait before it, or that
+the request's attempts or its time budget are spent.
 
 Follows what the official SDK does (API.md), with more patience by default since a
 bulk job would rather wait than fail: exponential backoff from `base_delay` doubling
@@ -14,7 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from enum import Enum
 from typing import Final
+
+from retention.api.errors import ApiError, MalformedResponse, TransportFailure
 
 # 401/403 are never retried, whatever the server's headers say: a wrong key stays wrong.
 NEVER_RETRIED: Final = frozenset({401, 403})
@@ -65,6 +72,13 @@ def _finite_non_negative(raw: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) and value >= 0 else None
+
+
+class GiveUp(Enum):
+    """Why a retryable failure gets no further attempt."""
+
+    ATTEMPTS = "attempts"  # max_attempts failures, or max_throttled 429s
+    BUDGET = "budget"  # the wait would end past the request's time budget
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,42 @@ class RetryPolicy:
         if status == 409:
             return method.upper() in self.conflict_retry_methods
         return status in self.retry_statuses or status >= 500
+
+    def is_retryable(self, method: str, failure: ApiError, headers: Mapping[str, str]) -> bool:
+        """What is worth another attempt: transport failures, a malformed body to a GET,
+        and the answers `retryable_status` accepts. A DELETE answered 2xx may have taken
+        effect, so its malformed body is never retried."""
+        if isinstance(failure, TransportFailure):
+            return self.retry_transport_errors
+        if isinstance(failure, MalformedResponse):
+            return self.retry_malformed and method.upper() != "DELETE"
+        status = failure.status
+        return status is not None and self.retryable_status(method, status, headers)
+
+    def next_wait(
+        self,
+        *,
+        attempts: int,
+        throttles: int,
+        throttled: bool,
+        retry_after: float | None,
+        spent: float,
+        budget: float,
+    ) -> float | GiveUp:
+        """How long to wait after attempt number `attempts` failed retryably, or why not.
+
+        `throttles` of the attempts were 429s; `throttled` says the last one was. 429s
+        are bounded by `max_throttled`, the other failures by `max_attempts`. `spent`
+        seconds of the request's `budget` are gone; a wait ending past it gives up.
+        """
+        if throttled:
+            spent_attempts = throttles > self.max_throttled
+        else:
+            spent_attempts = attempts - throttles >= self.max_attempts
+        if spent_attempts:
+            return GiveUp.ATTEMPTS
+        delay = self.delay(attempts, retry_after)
+        return GiveUp.BUDGET if spent + delay > budget else delay
 
     def backoff(self, attempt: int) -> float:
         """Computed wait after failed attempt number `attempt` (1-based)."""

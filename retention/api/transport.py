@@ -5,6 +5,10 @@ CPU at 32+ requests in flight: the pool re-checks every connection on each reque
 and each check asks anyio for the raw socket through `extra()`, which rebuilds a dict
 of attribute getters (and calls getpeername) every time. So requests are spread over
 several small pools, and each connection's socket is looked up once and kept.
+
+Only public interfaces are used: httpx's transport API above, httpcore's pool, network
+backend and stream below. httpx's own transport is not used, as it offers no way to
+choose httpcore's network backend.
 """
 
 # httpcore's stream and backend interfaces take `timeout` parameters; we only pass them on.
@@ -24,19 +28,29 @@ import httpx
 CONNECTIONS_PER_POOL: Final = 4
 
 
-def is_socket_readable(sock: socket.socket | None) -> bool:
+def is_socket_readable(sock: socket.socket | None, poller: select.poll | None = None) -> bool:
     """Whether a read would return at once: data waiting, or the peer closed (an idle
     pooled connection that is readable is dead). A socket without a descriptor counts
-    as readable, as its next read ends. What httpcore asks through `is_readable`."""
+    as readable, as its next read ends. What httpcore asks through `is_readable`.
+    `poller`, when given, already watches the socket for input (kept per connection)."""
     fd = -1 if sock is None else sock.fileno()
     if fd < 0:
         return True
     if not hasattr(select, "poll"):  # e.g. Windows
         readable, _, _ = select.select([fd], [], [], 0)
         return bool(readable)
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
+    if poller is None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
+
+
+def _input_poller(sock: socket.socket | None) -> select.poll | None:
+    if sock is None or sock.fileno() < 0 or not hasattr(select, "poll"):
+        return None
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return poller
 
 
 class _SocketCachingStream(httpcore.AsyncNetworkStream):
@@ -45,6 +59,7 @@ class _SocketCachingStream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
         self._socket = inner.get_extra_info("socket")
+        self._poller = _input_poller(self._socket)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, timeout)
@@ -68,7 +83,7 @@ class _SocketCachingStream(httpcore.AsyncNetworkStream):
         if info == "socket":
             return self._socket
         if info == "is_readable":
-            return is_socket_readable(self._socket)
+            return is_socket_readable(self._socket, self._poller)
         return self._inner.get_extra_info(info)
 
 
@@ -100,43 +115,86 @@ class _SocketCachingBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def _small_pool(connections: int, tls: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
-    transport = httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        verify=tls,
+# httpcore's exceptions as httpx's (the client catches httpx's). Looked up along the
+# exception's class hierarchy, so the most specific one wins.
+_AS_HTTPX: Final[dict[type[Exception], type[httpx.TransportError]]] = {
+    httpcore.TimeoutException: httpx.TimeoutException,
+    httpcore.ConnectTimeout: httpx.ConnectTimeout,
+    httpcore.ReadTimeout: httpx.ReadTimeout,
+    httpcore.WriteTimeout: httpx.WriteTimeout,
+    httpcore.PoolTimeout: httpx.PoolTimeout,
+    httpcore.NetworkError: httpx.NetworkError,
+    httpcore.ConnectError: httpx.ConnectError,
+    httpcore.ReadError: httpx.ReadError,
+    httpcore.WriteError: httpx.WriteError,
+    httpcore.ProxyError: httpx.ProxyError,
+    httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    httpcore.ProtocolError: httpx.ProtocolError,
+    httpcore.LocalProtocolError: httpx.LocalProtocolError,
+    httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+}
+
+
+def as_httpx_error(err: Exception) -> httpx.TransportError | None:
+    """httpx's counterpart of an httpcore exception (its text kept), or None."""
+    for kind in type(err).__mro__:
+        counterpart = _AS_HTTPX.get(kind)
+        if counterpart is not None:
+            return counterpart(str(err))
+    return None
+
+
+def small_pool(connections: int, tls: ssl.SSLContext) -> httpcore.AsyncConnectionPool:
+    """An httpcore pool (public API) whose connections cache their socket."""
+    return httpcore.AsyncConnectionPool(
+        ssl_context=tls,
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        network_backend=_SocketCachingBackend(),
     )
-    # httpx has no public way to choose httpcore's network backend; its transport keeps
-    # the pool in `_pool`. If a later httpx renames it, the stock pool is kept as is.
-    if isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=tls,
-            max_connections=connections,
-            max_keepalive_connections=connections,
-            network_backend=_SocketCachingBackend(),
-        )
-    return transport
 
 
 class SpreadTransport(httpx.AsyncBaseTransport):
-    """Several small pools; each request goes to the one with the fewest in flight."""
+    """Several small httpcore pools under httpx's transport interface; each request goes
+    to the pool with the fewest in flight. The body is read before returning (answers
+    here are small JSON), so the connection is free again when the client sees it."""
 
     def __init__(self, connections: int, *, per_pool: int = CONNECTIONS_PER_POOL) -> None:
         count = max(1, -(-connections // per_pool))
         # One TLS context for all pools: each new one re-reads the CA bundle (~50 ms of CPU).
         tls = httpx.create_ssl_context()
-        self._pools = [_small_pool(per_pool, tls) for _ in range(count)]
+        self._pools = [small_pool(per_pool, tls) for _ in range(count)]
         self._busy = [0] * count
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         index = min(range(len(self._pools)), key=self._busy.__getitem__)
+        url = request.url
+        core = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
         self._busy[index] += 1
         try:
-            response = await self._pools[index].handle_async_request(request)
-            # Bodies here are small JSON: read now, so the connection is free on return.
-            await response.aread()
+            answer = await self._pools[index].handle_async_request(core)
+            try:
+                body = await answer.aread()
+            finally:
+                await answer.aclose()
+        except Exception as err:
+            mapped = as_httpx_error(err)
+            if mapped is None:
+                raise
+            raise mapped from err
         finally:
             self._busy[index] -= 1
-        return response
+        return httpx.Response(
+            answer.status, headers=answer.headers, content=body, extensions=answer.extensions
+        )
 
     async def aclose(self) -> None:
         for pool in self._pools:

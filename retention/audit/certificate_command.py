@@ -22,7 +22,7 @@ import anyio
 import click
 
 from retention import __version__
-from retention.api.client import CartesiaClient, check_base_url
+from retention.api.client import CartesiaClient
 from retention.api.limiter import RateLimiter
 from retention.audit.certificate import (
     NOT_ATTEMPTED,
@@ -41,7 +41,7 @@ from retention.audit.signing import load_public_keys
 from retention.audit.verify import LogSummary, verify_log
 from retention.audit.writer import run_holds_lock
 from retention.errors import ExitCode, UserError
-from retention.log import configure
+from retention.settings import check_base_url
 
 FLAG: Final = "--out"
 
@@ -202,7 +202,6 @@ def _write(
         for row in _rows(spool):
             writer.row(row)
     else:
-        configure()  # client retries log to stderr, never into the document
         check = anyio.run(_check, api, spool, writer)
     writer.tail(_api_tail(check, total) if check is not None else None)
     return check

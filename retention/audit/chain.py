@@ -12,13 +12,35 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+import msgspec
+
 GENESIS_HASH: Final = "0" * 64
+
+
+_SORTED: Final = msgspec.json.Encoder(order="sorted")
+
+
+def canonical_json(record: Mapping[str, Any]) -> bytes:
+    """``json.dumps(record, sort_keys=True, separators=(",", ":"))`` as ASCII bytes.
+
+    msgspec writes the same bytes, several times faster, for a flat record of text and
+    whole numbers (enum members and booleans included) in which nothing needed
+    escaping; everything else (a float, a nested value, a quote, a control or
+    non-ASCII character) goes through json.dumps itself.
+    """
+    if all(type(k) is str and isinstance(v, str | int) for k, v in record.items()):
+        try:
+            fast = _SORTED.encode(record)
+        except (OverflowError, TypeError):  # an int past 64 bits; a mapping not a dict
+            fast = b"\\"
+        if b"\\" not in fast and b"\x7f" not in fast and fast.isascii():
+            return fast
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
 def canonical_bytes(line: Mapping[str, Any]) -> bytes:
     """The canonical JSON of a line without its `hash` key (ASCII, sorted keys)."""
-    body = {k: v for k, v in line.items() if k != "hash"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii")
+    return canonical_json({k: v for k, v in line.items() if k != "hash"})
 
 
 def chain_hash(previous_hash: str, line: Mapping[str, Any]) -> str:
@@ -39,4 +61,4 @@ def seal(previous_hash: str, seq: int, line: Mapping[str, Any]) -> dict[str, Any
 
 def encode_line(sealed: Mapping[str, Any]) -> bytes:
     """One JSONL line (with trailing newline) for a sealed record."""
-    return json.dumps(sealed, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
+    return canonical_json(sealed) + b"\n"

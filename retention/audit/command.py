@@ -19,7 +19,7 @@ from typing import Final
 import anyio
 import click
 
-from retention.api.client import CartesiaClient, check_base_url
+from retention.api.client import CartesiaClient
 from retention.api.limiter import RateLimiter
 from retention.audit.evidence import (
     LIVE_RUN_NOTE,
@@ -35,10 +35,10 @@ from retention.audit.signing import PublicKey, load_public_keys
 from retention.audit.verify import LogSummary, verify_log
 from retention.audit.writer import run_holds_lock
 from retention.errors import CredentialsRefused, ExitCode
-from retention.log import configure, get_logger
+from retention.log import get_logger
 from retention.plan.proof import PlanProof, prove_plan
 from retention.plan.store import Plan, open_plan
-from retention.settings import resolve_api_key, resolve_base_url
+from retention.settings import check_base_url, resolve_api_key, resolve_base_url
 
 PROGRESS_EVERY_SECONDS: Final = 5.0
 _log = get_logger(__name__)
@@ -145,7 +145,6 @@ def _verify(
         click.echo(f"retention: {LIVE_RUN_NOTE}", err=True)
     proof: ApiProof | None = None
     if api is not None and summary.intact:
-        configure()  # progress and client retries log to stderr, never amid the summary
         proof = anyio.run(_prove, paths, summary, api)
     elif api is not None:
         click.echo("api check   skipped: the log itself is broken", err=True)

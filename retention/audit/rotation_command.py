@@ -10,7 +10,6 @@ from retention.audit.rotation import RotationError, rotate
 from retention.audit.signing import load_signer
 from retention.audit.witness import Witness, WitnessError, WitnessWriteError, check_witness_dir
 from retention.audit.writer import AuditLog
-from retention.log import configure
 
 
 def rotate_command(path: Path, *, signing_key: Path | None, witness_dir: Path | None) -> int:
@@ -24,7 +23,6 @@ def rotate_command(path: Path, *, signing_key: Path | None, witness_dir: Path | 
     signer = load_signer(signing_key) if signing_key is not None else None
     if not path.is_file():
         raise AuditFileError("no such audit log", where=str(path))
-    configure()
     witness = Witness(witness_dir) if witness_dir is not None else None
     with AuditLog(path) as log:
         try:

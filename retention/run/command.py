@@ -25,7 +25,6 @@ from retention import __version__
 from retention.api.client import (
     DEFAULT_TIMEOUT_SECONDS,
     CartesiaClient,
-    check_base_url,
     request_timeout,
 )
 from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
@@ -39,7 +38,7 @@ from retention.audit.signing import Signer
 from retention.audit.witness import Witness, WitnessWriteError
 from retention.audit.writer import AuditLog, AuditWriteError
 from retention.errors import ApiUnreachable, CredentialsRefused, ExitCode, FatalError, UserError
-from retention.log import configure, get_logger
+from retention.log import get_logger
 from retention.plan.store import Plan, PlanWriter
 from retention.policy.model import PolicySet
 from retention.run.belts import SurgeGuard, belt_limit
@@ -58,6 +57,7 @@ from retention.run.recovery import RecoveryIncomplete, recover
 from retention.run.report import Report
 from retention.run.shard import Shard
 from retention.run.stats import RunStats
+from retention.settings import check_base_url
 from retention.timestamps import rfc3339
 
 _log = get_logger(__name__)
@@ -179,7 +179,6 @@ def run_command(settings: RunSettings) -> int:
     report = Report(settings.report) if settings.report else None
     stats = RunStats(dry_run=not settings.execute, upcoming=Forecast(settings.horizon_days))
     run_id = uuid.uuid4().hex
-    configure()
     structlog.contextvars.bind_contextvars(run_id=run_id)
     context = RunContext(
         run_id=run_id,

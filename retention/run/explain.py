@@ -23,7 +23,7 @@ import anyio
 import click
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from retention.api.client import CartesiaClient, check_base_url
+from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
 from retention.api.limiter import RateLimiter
 from retention.errors import ExitCode, UserError
@@ -32,7 +32,7 @@ from retention.policy.match import Listed
 from retention.policy.model import PolicySet
 from retention.policy.rows import ROW_DECISIONS, ExplainRow, call_row
 from retention.run.idfile import IdFile, IdLine
-from retention.settings import parse_now, resolve_api_key, resolve_base_url
+from retention.settings import check_base_url, parse_now, resolve_api_key, resolve_base_url
 
 OutputFormat = Literal["table", "csv"]
 CSV_HEADER: Final = (

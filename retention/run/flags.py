@@ -8,12 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from retention.api.client import check_base_url
 from retention.audit.paths import check_outputs
 from retention.audit.signing import load_signer
 from retention.audit.witness import WitnessError, check_witness_dir
 from retention.errors import FatalError, UserError
-from retention.log import configure, get_logger
+from retention.log import get_logger
 from retention.policy.load import load_policies
 from retention.run.belts import DEFAULT_SURGE_FACTOR, DEFAULT_SURGE_FLOOR, SurgeGuard
 from retention.run.command import RunSettings, run_command
@@ -27,7 +26,7 @@ from retention.run.metrics import (
 from retention.run.report import report_format
 from retention.run.shard import Shard, ShardError, parse_shard, read_sizes, shard_from_index
 from retention.run.stats import RunStats
-from retention.settings import parse_now, resolve_api_key, resolve_base_url
+from retention.settings import check_base_url, parse_now, resolve_api_key, resolve_base_url
 
 _log = get_logger(__name__)
 
@@ -108,7 +107,6 @@ def settings_from_flags(
     if witness is not None:
         check_witness_dir(witness)
     signer = load_signer(signing_key) if signing_key is not None else None
-    configure()  # the loader's warnings (entries it does not read) go to stderr, as a run's
     policies = load_policies(list(policy_paths))
     url = resolve_base_url(base_url)
     check_base_url(url)
@@ -177,7 +175,6 @@ def _export_refused(flags: dict[str, Any], err: FatalError) -> None:
     stats = RunStats(dry_run=not flags.get("execute", False))
     stats.exit_code = err.exit_code
     stats.finished_unix = time.time()
-    configure()
     try:
         export_metrics(
             stats,

@@ -1,13 +1,17 @@
-"""The transport: its own socket check, and the httpcore pools it puts inside httpx."""
+"""The transport: its own socket check, the httpcore pools it serves httpx from (public
+interfaces only), httpcore's errors as httpx's, bodies read and decoded."""
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
@@ -15,16 +19,19 @@ from retention.api import transport as transport_module
 from retention.api.transport import is_socket_readable
 
 
-def test_a_socket_is_readable_when_data_waits_or_the_peer_closed() -> None:
+@pytest.mark.parametrize("kept_poller", [False, True])
+def test_a_socket_is_readable_when_data_waits_or_the_peer_closed(kept_poller: bool) -> None:
     ours, peer = socket.socketpair()
+    poller = transport_module._input_poller(ours) if kept_poller else None
     with ours, peer:
-        assert not is_socket_readable(ours)  # an idle, live connection
+        assert not is_socket_readable(ours, poller)  # an idle, live connection
         peer.sendall(b"x")
-        assert is_socket_readable(ours)
+        assert is_socket_readable(ours, poller)
         assert ours.recv(1) == b"x"
-        assert not is_socket_readable(ours)
+        assert not is_socket_readable(ours, poller)
         peer.close()
-        assert is_socket_readable(ours)  # the next read returns b"": the connection is dead
+        assert is_socket_readable(ours, poller)  # the next read returns b"": it is dead
+    assert is_socket_readable(ours, poller)  # closed on our side: no descriptor
 
 
 def test_a_missing_or_closed_socket_counts_as_readable() -> None:
@@ -49,9 +56,9 @@ class _KeepAliveHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def loopback_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveHandler)
+@contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -62,12 +69,18 @@ def loopback_url() -> Iterator[str]:
         thread.join(timeout=5)
 
 
+@pytest.fixture
+def loopback_url() -> Iterator[str]:
+    with _serving(_KeepAliveHandler) as url:
+        yield url
+
+
 @pytest.mark.anyio
-async def test_requests_go_through_the_replaced_pool_and_its_socket_cache(
+async def test_requests_go_through_our_pools_and_their_socket_cache(
     loopback_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If an httpx or httpcore upgrade stops `_small_pool` from replacing httpx's pool,
-    requests silently fall back to the stock pool: this test fails instead."""
+    """Requests go through httpcore pools whose network backend is ours (an upgrade of
+    httpcore that stops honouring `network_backend` fails here, not silently)."""
     streams: list[transport_module._SocketCachingStream] = []
     readable_checks: list[bool] = []
     real_init = transport_module._SocketCachingStream.__init__
@@ -98,3 +111,55 @@ async def test_requests_go_through_the_replaced_pool_and_its_socket_cache(
     assert streams[0].get_extra_info("socket") is not None  # looked up once, kept
     assert readable_checks
     assert not any(readable_checks)
+
+
+class _GzipHandler(_KeepAliveHandler):
+    def do_GET(self) -> None:
+        body = gzip.compress(b'{"zipped": true}')
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _HangUpHandler(_KeepAliveHandler):
+    def do_GET(self) -> None:
+        self.close_connection = True  # reads the request, answers nothing
+
+
+@pytest.mark.anyio
+async def test_a_compressed_body_arrives_decoded() -> None:
+    with _serving(_GzipHandler) as url:
+        async with httpx.AsyncClient(transport=transport_module.SpreadTransport(2)) as client:
+            response = await client.get(url + "/agents")
+    assert response.json() == {"zipped": True}
+
+
+@pytest.mark.anyio
+async def test_httpcore_failures_come_out_as_httpx_errors() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    spread = transport_module.SpreadTransport(2)
+    async with httpx.AsyncClient(transport=spread) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{closed_port}/agents")
+        with _serving(_HangUpHandler) as url, pytest.raises(httpx.RemoteProtocolError):
+            await client.get(url + "/agents")
+
+
+def test_each_httpcore_error_has_its_httpx_counterpart() -> None:
+    pairs = {
+        httpcore.ReadTimeout: httpx.ReadTimeout,
+        httpcore.ConnectTimeout: httpx.ConnectTimeout,
+        httpcore.PoolTimeout: httpx.PoolTimeout,
+        httpcore.WriteError: httpx.WriteError,
+        httpcore.RemoteProtocolError: httpx.RemoteProtocolError,
+        httpcore.UnsupportedProtocol: httpx.UnsupportedProtocol,
+    }
+    for core, expected in pairs.items():
+        mapped = transport_module.as_httpx_error(core("text kept"))
+        assert type(mapped) is expected and str(mapped) == "text kept"
+    assert transport_module.as_httpx_error(ValueError("not httpcore's")) is None
