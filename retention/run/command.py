@@ -29,7 +29,7 @@ from retention.api.client import (
     request_timeout,
 )
 from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
-from retention.api.limiter import RateLimiter
+from retention.api.limiter import AdaptiveLimiter, AdaptiveSettings
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
 from retention.audit.signing import Signer
@@ -58,8 +58,8 @@ from retention.run.stats import RunStats
 
 _log = get_logger(__name__)
 
-DEFAULT_CONCURRENCY: Final = 32
-DEFAULT_RATE: Final = 400.0
+# No --concurrency: the adaptive limiter finds the API's limit, up to this many in flight.
+MAX_CONCURRENCY: Final = AdaptiveSettings().maximum
 DEFAULT_GRACE_PERIOD: Final = 20.0
 DEFAULT_AUDIT_LOG: Final = Path("retention-audit.jsonl")
 
@@ -87,8 +87,8 @@ class RunSettings:
     execute: bool = False
     audit_log: Path = DEFAULT_AUDIT_LOG
     report: Path | None = None
-    concurrency: int = DEFAULT_CONCURRENCY
-    rate: float = DEFAULT_RATE
+    concurrency: int | None = None  # a ceiling; None: adaptive up to MAX_CONCURRENCY
+    rate: float | None = None  # a ceiling in requests/s; None: none
     max_deletes: int | None = None
     grace_period: float = DEFAULT_GRACE_PERIOD
     progress_interval: float = 10.0
@@ -110,12 +110,23 @@ class RunSettings:
     plan: Plan | None = field(default=None, compare=False)  # `apply PLAN`
 
     @property
-    def effective_rate(self) -> float:
-        return self.shard.share_rate(self.rate) if self.shard else self.rate
+    def effective_rate(self) -> float | None:
+        if self.rate is None or self.shard is None:
+            return self.rate
+        return self.shard.share_rate(self.rate)
 
     @property
-    def effective_concurrency(self) -> int:
-        return self.shard.share_concurrency(self.concurrency) if self.shard else self.concurrency
+    def effective_concurrency(self) -> int | None:
+        if self.concurrency is None or self.shard is None:
+            return self.concurrency
+        return self.shard.share_concurrency(self.concurrency)
+
+    @property
+    def concurrency_ceiling(self) -> int:
+        """The most requests ever in flight: --concurrency (this shard's share), else
+        the adaptive limiter's own maximum."""
+        chosen = self.effective_concurrency
+        return chosen if chosen is not None else MAX_CONCURRENCY
 
     def options(self) -> dict[str, Any]:
         """Recorded in `run_started`: the options, never a secret."""
@@ -326,8 +337,8 @@ async def _run(
     surge_limit: int | None = None,
 ) -> int:
     control = RunControl(grace_period=settings.grace_period)
-    limiter = RateLimiter(settings.effective_rate, settings.effective_concurrency)
-    concurrency = settings.effective_concurrency
+    limiter = AdaptiveLimiter(settings.effective_concurrency, settings.effective_rate)
+    concurrency = settings.concurrency_ceiling
     client = CartesiaClient(
         base_url=settings.base_url,
         api_key=settings.api_key,
