@@ -198,14 +198,16 @@ class AdaptiveLimit:
 
     - Slow start: while no 429 and no latency rise has come, the limit grows x`growth`
       per round.
-    - A 429 cuts the limit to `backoff` x (our requests still in flight when it came,
-      about what the API holds: the last good level), once per round trip. A round whose
-      mean latency exceeds `tolerance` x the baseline cuts it by `latency_backoff`, and
-      the level it was at becomes the last good level.
-    - Below the last good level the limit climbs back halfway to it each round (at
-      least +1). There it holds `probe_hold` seconds, then probes above by +1, +2,
-      +4... per round. A probe cut at the same level doubles the hold (to
-      `max_probe_hold`), so a steady wall costs a 429 rarely.
+    - The good level is the highest limit a whole round used without a 429. A 429
+      halves the limit (`backoff`), once per round trip. When it came while probing
+      above the good level, the good level stands and the hold before the next probe
+      doubles (to `max_probe_hold`); otherwise the good level drops one below the
+      requests we had in flight (ours counts a few in transit, so it overstates what
+      the API held). A round whose mean latency exceeds `tolerance` x the baseline
+      cuts the limit by `latency_backoff` and makes that the good level.
+    - Below the good level the limit climbs back halfway to it each round (at least
+      +1); there it holds `probe_hold` seconds, then probes above by +1, +2, +4... per
+      round, each clean round raising the good level (and resetting the hold).
     - The limit never grows after a round that used less than `utilisation` of it (the
       run had no work for more), and always stays within [minimum, ceiling].
 
@@ -266,16 +268,20 @@ class AdaptiveLimit:
 
     def throttled(self, now: float) -> None:
         """A 429: cut once per round trip; later 429s of the same episode only lower the
-        estimate of the last good level."""
-        s = self.settings
+        good level to what they saw."""
         self._round_throttled = True
-        level = float(max(self.floor, self.in_flight))
+        seen = float(max(self.floor, self.in_flight - 1))
         if self._cooling(now):
-            if self.good is not None and level < self.good:
-                self.good = level
-                self.limit = max(float(self.floor), min(self.limit, level * s.backoff))
+            if self.good is not None and seen < self.good:
+                self.good = seen
+                self.limit = max(float(self.floor), min(self.limit, seen * self.settings.backoff))
             return
-        self._cut(min(level, self.limit), s.backoff, now)
+        good = self.good
+        if good is not None and self.limit > good:  # a probe met the wall: wait longer
+            self._hold = min(self.settings.max_probe_hold, self._hold * 2)
+        else:
+            good = min(seen, self.limit - 1, good if good is not None else seen)
+        self._cut(max(float(self.floor), good), self.settings.backoff, now)
 
     def _cooling(self, now: float) -> bool:
         if self._last_cut is None:
@@ -283,16 +289,9 @@ class AdaptiveLimit:
         cooldown = self.rtt if self.rtt is not None else self.settings.no_rtt_cooldown
         return now - self._last_cut < cooldown
 
-    def _cut(self, level: float, factor: float, now: float) -> None:
-        s = self.settings
-        previous = self.good
-        # The same wall as last time: the probe was wasted, so wait longer next time.
-        if previous is not None and level >= previous * 0.9:
-            self._hold = min(s.max_probe_hold, self._hold * 2)
-        else:
-            self._hold = s.probe_hold
-        self.good = level
-        self.limit = max(float(self.floor), min(self.limit, level) * factor)
+    def _cut(self, good: float, factor: float, now: float) -> None:
+        self.good = good
+        self.limit = max(float(self.floor), self.limit * factor)
         self._step = 1.0
         self._last_cut = now
         self.cuts += 1
@@ -301,6 +300,7 @@ class AdaptiveLimit:
         s = self.settings
         mean = self._round_total / self._round_count
         base = self.baseline
+        full = self._round_peak >= self.allowed
         used = self._round_peak >= self.limit * s.utilisation
         throttled = self._round_throttled
         self.baseline = mean if base is None or mean < base else base + s.drift * (mean - base)
@@ -309,9 +309,16 @@ class AdaptiveLimit:
         self._round_peak, self._round_throttled = self.in_flight, False
         if base is not None and mean > s.tolerance * base:
             if not self._cooling(now):
-                self._cut(self.limit, s.latency_backoff, now)
+                if self.good is not None and self.limit > self.good:
+                    self._hold = min(s.max_probe_hold, self._hold * 2)
+                self._cut(self.limit * s.latency_backoff, s.latency_backoff, now)
             return False
-        if throttled or not used or self.limit >= self.ceiling:
+        if throttled or not used:
+            return False
+        if full and self.good is not None and self.limit > self.good:
+            self.good = self.limit  # a clean probe: the wall has moved, or was lower
+            self._hold = s.probe_hold
+        if self.limit >= self.ceiling:
             return False
         before = self.allowed
         self.limit = min(float(self.ceiling), self._grown(now))
@@ -358,7 +365,8 @@ class AdaptiveLimiter:
         ceiling = concurrency if concurrency is not None else chosen.maximum
         self.rules = AdaptiveLimit(ceiling, chosen)
         self.ceiling = ceiling
-        self.bucket = RateLimiter(rate, ceiling) if rate is not None else None
+        # A burst of one: over any t seconds, at most rate x t + 1 requests start.
+        self.bucket = RateLimiter(rate, ceiling, burst=1.0) if rate is not None else None
         self.max_pause = max_pause
         self.counters = LimiterCounters()
         self._waiters: deque[anyio.Event] = deque()

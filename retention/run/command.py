@@ -48,12 +48,13 @@ from retention.run.journal import (
     Journal,
 )
 from retention.run.paths import check_outputs
-from retention.run.pipeline import LISTING_TASKS, Pipeline, run_counts
+from retention.run.pipeline import LISTERS_MIN, Pipeline, run_counts
 from retention.run.progress import print_summary, show_progress, warn_dead_holds
 from retention.run.recovery import RecoveryIncomplete, recover
 from retention.run.report import Report, RunContext
 from retention.run.rotation import rotate
 from retention.run.shard import Shard
+from retention.run.sizes import largest_first, previous_sizes
 from retention.run.stats import RunStats
 
 _log = get_logger(__name__)
@@ -346,7 +347,7 @@ async def _run(
         retry=settings.retry,
         timeout=request_timeout(settings.timeout),
         transport=settings.transport,
-        max_connections=concurrency + LISTING_TASKS,
+        max_connections=concurrency + LISTERS_MIN,
     )
 
     def refresh() -> None:
@@ -435,7 +436,7 @@ async def _supervised(
                 incomplete = True
                 _log.error("run.recovery_incomplete", error=str(err))
             if not control.stopping and not incomplete:
-                await pipeline.run(agents)
+                await pipeline.run(largest_first(agents, previous_sizes(audit.fd)))
                 listed = True
         finally:
             refresh()
