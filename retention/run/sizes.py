@@ -79,5 +79,5 @@ def largest_first(agents: Sequence[Agent], sizes: Mapping[str, int]) -> list[Age
     """The known agents by size, largest first. An agent missing from a full record is
     smaller than every one in it; from a record that is not full, it is new and may be
     large, so it goes first. Ties keep the API's order."""
-    missing = min(sizes.values()) if len(sizes) >= RECORDED_MAX else 1 << 62
+    missing = min(sizes.values()) - 1 if len(sizes) >= RECORDED_MAX else 1 << 62
     return sorted(agents, key=lambda agent: -sizes.get(agent.id, missing))
