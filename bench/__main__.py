@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import adaptive, cases, inprocess
+from bench import adaptive, cases, inprocess, listing
 from bench.figures import (
     Figure,
     command_line,
@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, str, Benchmark]] = {
     "audit": ("6", "audit verify peak RSS", inprocess.audit_verify),
     "segments": ("7", "audit verify peak RSS, 10 segments", inprocess.audit_verify_segments),
     "adaptive": ("8", "adaptive concurrency", adaptive.adaptive_concurrency),
+    "listing": ("9", "listing at the serial-cursor bound", listing.listing_at_the_bound),
 }
 
 
