@@ -3,6 +3,7 @@ samples of one value over time, with a dashed reference line."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
@@ -23,7 +24,8 @@ def line_chart(
     if not samples:
         raise ValueError("nothing to draw")
     span_x = max(max(t for t, _ in samples), 1e-9)
-    top = max(max(v for _, v in samples), reference) * 1.15 or 1.0
+    # A round top (a multiple of 4), so the five gridlines fall on whole numbers.
+    top = float(max(4, math.ceil(max(max(v for _, v in samples), reference) * 1.15 / 4) * 4))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(t: float) -> float:

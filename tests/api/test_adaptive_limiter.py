@@ -48,12 +48,12 @@ def test_a_429_halves_the_limit_once_per_round_trip() -> None:
     for _ in range(40):
         assert rules.try_acquire()
     rules.release()
-    rules.throttled(now)  # 39 still in flight: the API held 39 of ours
-    assert rules.allowed == 19  # 39 x 0.5
-    rules.throttled(now + RTT / 2)  # the same volley, still 39 - a few in flight
-    assert rules.allowed == 19
+    rules.throttled(now)  # 39 still in flight: the good level is one below, 38
+    assert rules.allowed == 20  # 40 x 0.5
+    rules.throttled(now + RTT / 2)  # the same volley, within one round trip
+    assert rules.allowed == 20
     assert rules.cuts == 1
-    assert rules.good == 39
+    assert rules.good == 38
 
 
 def test_after_a_429_the_limit_climbs_halfway_back_holds_then_probes() -> None:
@@ -63,18 +63,19 @@ def test_after_a_429_the_limit_climbs_halfway_back_holds_then_probes() -> None:
     for _ in range(32):
         rules.try_acquire()
     rules.release()
-    rules.throttled(now)  # 31 in flight: the wall is at 31; down to 15
+    rules.throttled(now)  # 31 in flight: the good level is 30; 32 halves to 16
     for _ in range(31):
         rules.release()
     seen = []
     for _ in range(15):
         now = full_round(rules, now)
         seen.append(rules.allowed)
-    # The round of the 429 does not grow; then 15.5 -> 23.25 -> 27.1 -> 29.1 -> 30.1 -> 31
-    # (halfway back, at least +1), held one second (eight rounds of 1/8 s), then
-    # probes +1, +2 above.
-    assert seen[:5] == [15, 23, 27, 29, 30]
-    assert seen[5:] == [31] * 8 + [32, 34]
+    # The round of the 429 does not grow; then 16 -> 23 -> 26.5 -> 28.25 -> 29.25 -> 30
+    # (halfway back, at least +1), held one second (eight rounds of 1/8 s), then a
+    # probe of +1; that clean round makes 31 the good level, and the next probe is +2.
+    assert seen[:5] == [16, 23, 26, 28, 29]
+    assert seen[5:] == [30] * 8 + [31, 33]
+    assert rules.good == 31
 
 
 def test_a_latency_rise_cuts_the_limit_by_a_tenth() -> None:
@@ -88,7 +89,7 @@ def test_a_latency_rise_cuts_the_limit_by_a_tenth() -> None:
     assert rules.allowed == 112
     now = full_round(rules, now, rtt=2 * RTT)
     assert rules.allowed == 101
-    assert rules.good == 112.5
+    assert rules.good == 112.5 * 0.9
 
 
 def test_the_limit_does_not_grow_when_the_run_leaves_it_unused() -> None:
