@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import apply_memory, cases, cpu_delete, inprocess, startup
+from bench import adaptive, apply_memory, cases, cpu_delete, inprocess, listing, startup
 from bench.figures import (
     Figure,
     command_line,
@@ -43,6 +43,8 @@ BENCHMARKS: dict[str, tuple[str, str, Benchmark]] = {
     "shards": ("9", "shard balance over 64 agents", startup.shard_balance),
     "scaleout": ("10", "scale-out, 1/2/4 shards", startup.scale_out),
     "apply-memory": ("11", "peak RSS of plan + apply / dry run", apply_memory.apply_memory),
+    "adaptive": ("12", "adaptive concurrency", adaptive.adaptive_concurrency),
+    "listing": ("13", "listing at the serial-cursor bound", listing.listing_at_the_bound),
 }
 
 

@@ -98,23 +98,23 @@ _policies_option = _env_option(
 _now_option = click.option("--now", help="RFC 3339 instant ages are measured from [now].")
 
 
-def _concurrency_option(help_text: str) -> Callable[[F], F]:
+def _concurrency_option(help_text: str, default: int | None = 32) -> Callable[[F], F]:
     return _env_option(
         "--concurrency",
         type=click.IntRange(1, 1024),
-        default=32,
-        show_default=True,
+        default=default,
+        show_default=default is not None,
         envvar="RETENTION_CONCURRENCY",
         help=help_text,
     )
 
 
-def _rate_option(help_text: str) -> Callable[[F], F]:
+def _rate_option(help_text: str, default: float | None = 400.0) -> Callable[[F], F]:
     return _env_option(
         "--rate",
         type=_RATE,
-        default=400.0,
-        show_default=True,
+        default=default,
+        show_default=default is not None,
         envvar="RETENTION_RATE",
         help=help_text,
     )
@@ -387,8 +387,17 @@ def audit_keygen(key_file: Path) -> int:
 )
 @_base_url_option
 @_api_key_file_option
-@_concurrency_option("Requests in flight at most.")
-@_rate_option("Requests per second at most (halved on each burst of 429s, then recovers).")
+@_concurrency_option(
+    "Ceiling on requests in flight. Unset: found while running (adaptive: grows while"
+    " latency stays flat and no 429 comes, halved on a 429, cut a tenth when latency"
+    " rises), up to 256.",
+    default=None,
+)
+@_rate_option(
+    "Ceiling on requests per second (halved on each burst of 429s, then recovers)."
+    " Unset: no rate ceiling; the adaptive in-flight limit paces the run.",
+    default=None,
+)
 @_env_option(
     "--max-deletes",
     type=click.IntRange(min=0),

@@ -28,7 +28,7 @@ from retention.api.client import (
     request_timeout,
 )
 from retention.api.errors import ApiError, AuthError, NotFound, Unreachable
-from retention.api.limiter import RateLimiter
+from retention.api.limiter import AdaptiveLimiter, AdaptiveSettings
 from retention.api.models import Agent
 from retention.api.retry import RetryPolicy
 from retention.audit.events import Event, Outcome, RunMode
@@ -51,19 +51,20 @@ from retention.run.journal import (
     Checkpoints,
     Journal,
 )
-from retention.run.pipeline import LISTING_TASKS, Pipeline, run_counts
+from retention.run.pipeline import LISTERS_MIN, Pipeline, run_counts
 from retention.run.progress import print_summary, show_progress, warn_dead_holds
 from retention.run.recovery import RecoveryIncomplete, recover
 from retention.run.report import Report
 from retention.run.shard import Shard
+from retention.run.sizes import largest_first, previous_sizes
 from retention.run.stats import RunStats
 from retention.settings import check_base_url
 from retention.timestamps import rfc3339
 
 _log = get_logger(__name__)
 
-DEFAULT_CONCURRENCY: Final = 32
-DEFAULT_RATE: Final = 400.0
+# No --concurrency: the adaptive limiter finds the API's limit, up to this many in flight.
+MAX_CONCURRENCY: Final = AdaptiveSettings().maximum
 DEFAULT_GRACE_PERIOD: Final = 20.0
 DEFAULT_AUDIT_LOG: Final = Path("retention-audit.jsonl")
 
@@ -83,8 +84,8 @@ class RunSettings:
     execute: bool = False
     audit_log: Path = DEFAULT_AUDIT_LOG
     report: Path | None = None
-    concurrency: int = DEFAULT_CONCURRENCY
-    rate: float = DEFAULT_RATE
+    concurrency: int | None = None  # a ceiling; None: adaptive up to MAX_CONCURRENCY
+    rate: float | None = None  # a ceiling in requests/s; None: none
     max_deletes: int | None = None
     grace_period: float = DEFAULT_GRACE_PERIOD
     progress_interval: float = 10.0
@@ -117,12 +118,23 @@ class RunSettings:
             raise ValueError("RunSettings: planner and publish go together")
 
     @property
-    def effective_rate(self) -> float:
-        return self.shard.share_rate(self.rate) if self.shard else self.rate
+    def effective_rate(self) -> float | None:
+        if self.rate is None or self.shard is None:
+            return self.rate
+        return self.shard.share_rate(self.rate)
 
     @property
-    def effective_concurrency(self) -> int:
-        return self.shard.share_concurrency(self.concurrency) if self.shard else self.concurrency
+    def effective_concurrency(self) -> int | None:
+        if self.concurrency is None or self.shard is None:
+            return self.concurrency
+        return self.shard.share_concurrency(self.concurrency)
+
+    @property
+    def concurrency_ceiling(self) -> int:
+        """The most requests ever in flight: --concurrency (this shard's share), else
+        the adaptive limiter's own maximum."""
+        chosen = self.effective_concurrency
+        return chosen if chosen is not None else MAX_CONCURRENCY
 
     def options(self) -> dict[str, Any]:
         """Recorded in `run_started`: the options, never a secret."""
@@ -331,8 +343,8 @@ async def _run(
     surge_limit: int | None = None,
 ) -> int:
     control = RunControl(grace_period=settings.grace_period)
-    limiter = RateLimiter(settings.effective_rate, settings.effective_concurrency)
-    concurrency = settings.effective_concurrency
+    limiter = AdaptiveLimiter(settings.effective_concurrency, settings.effective_rate)
+    concurrency = settings.concurrency_ceiling
     client = CartesiaClient(
         base_url=settings.base_url,
         api_key=settings.api_key,
@@ -340,7 +352,7 @@ async def _run(
         retry=settings.retry,
         timeout=request_timeout(settings.timeout),
         transport=settings.transport,
-        max_connections=concurrency + LISTING_TASKS,
+        max_connections=concurrency + LISTERS_MIN,
     )
 
     def refresh() -> None:
@@ -429,7 +441,7 @@ async def _supervised(
                 incomplete = True
                 _log.error("run.recovery_incomplete", error=str(err))
             if not control.stopping and not incomplete:
-                await pipeline.run(agents)
+                await pipeline.run(largest_first(agents, previous_sizes(audit.fd)))
                 listed = True
         finally:
             refresh()

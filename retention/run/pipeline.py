@@ -6,6 +6,12 @@ calls flowing through a bounded stream to a pool of delete workers.
 
 Memory stays flat: streams are bounded, and only counters outlive a call. Listing and
 deleting overlap; backpressure from the workers slows the listing down.
+
+Listing is bound by each agent's chain of pages (a page's cursor comes from the page
+before), so: the largest agents start first (their sizes from the previous run, see
+run/sizes.py); listers scale with the agents and the in-flight ceiling (`listers_for`);
+and each lister fetches an agent's next page while the current one is decided (one
+page ahead, no more: at most two pages per lister are held).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any, Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from retention.api.client import CartesiaClient
+from retention.api.client import MAX_PAGE_SIZE, CartesiaClient
 from retention.api.errors import (
     ApiError,
     AuthError,
@@ -37,12 +43,15 @@ from retention.policy.model import Kind, PolicySet
 from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
 from retention.run.journal import Journal
 from retention.run.report import Report
+from retention.run.sizes import recorded
 from retention.run.stats import MATCH_MASKS, RunStats
 from retention.run.sweeps import is_sweep
 
 _log = get_logger(__name__)
 
-LISTING_TASKS: Final = 4
+LISTERS_MIN: Final = 4
+LISTERS_MAX: Final = 32  # each holds up to two pages: memory is bounded by this, not calls
+PAGE: Final = MAX_PAGE_SIZE  # calls handed from a lister's fetching task to its decider at once
 NO_LONGER_TERMINAL: Final = "not deleted: the call is no longer terminal"
 GONE: Final = "gone"  # dropped: planned, and no longer listed by the API
 NOT_LISTED: Final = "not_listed"  # dropped: planned, its agent's listing did not finish
@@ -90,6 +99,17 @@ def reached_server(err: ApiError) -> bool:
     """Whether a DELETE of ours may have reached the server: any HTTP answer did (a 429
     or a 404 included), and so did a failure after the request may have been written."""
     return err.may_have_taken_effect or err.status is not None
+
+
+def listers_for(agents: int, ceiling: int, *, execute: bool) -> int:
+    """Agents listed at once: a dry run gives the whole in-flight ceiling to listing, an
+    execute run a quarter (the rest deletes); within [LISTERS_MIN, LISTERS_MAX] and
+    never more than there are agents."""
+    share = ceiling // 4 if execute else ceiling
+    return max(1, min(agents, LISTERS_MAX, max(LISTERS_MIN, share)))
+
+
+Batch = list[Call | UnreadableCall]
 
 
 class Pipeline:
@@ -155,10 +175,11 @@ class Pipeline:
         agent_recv: MemoryObjectReceiveStream[Agent],
         call_send: MemoryObjectSendStream[Work],
     ) -> None:
+        listers = listers_for(len(agents), self.concurrency, execute=self.execute)
         async with call_send:
             with self.control.listing:
                 async with anyio.create_task_group() as group:
-                    for _ in range(min(LISTING_TASKS, max(1, len(agents)))):
+                    for _ in range(listers):
                         group.start_soon(self._lister, agent_recv.clone(), call_send.clone())
                     agent_recv.close()
                     async with agent_send:
@@ -178,11 +199,7 @@ class Pipeline:
                     _log.error("run.agent_skipped", reason=f"agent id {id_problem(agent.id)}")
                     continue
                 try:
-                    async for call in self.client.iter_calls(agent.id):
-                        if isinstance(call, UnreadableCall):
-                            self._unreadable(agent, call)
-                        else:
-                            await self._consider(agent, call, calls)
+                    await self._list_agent(agent, calls)
                 except NotFound:
                     # The agent vanished between GET /agents and its listing: nothing to do.
                     _log.warning("run.agent_gone", agent_id=agent.id)
@@ -193,6 +210,51 @@ class Pipeline:
                     self.stats.agents_failed += 1
                     self.stats.record_failure(f"listing: {describe_failure(err)}")
                     _log.error("run.listing_failed", agent_id=agent.id, error=describe_failure(err))
+
+    async def _list_agent(self, agent: Agent, calls: MemoryObjectSendStream[Work]) -> None:
+        """Decide one agent's calls, a batch (a page) at a time, while a task of its own
+        fetches the next page. A listing error is raised here after the calls listed
+        before it were decided, as if the listing had been read in line."""
+        send, receive = anyio.create_memory_object_stream[Batch | ApiError | RunStopped](0)
+        listed = 0
+        failure: ApiError | RunStopped | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._fetch, agent.id, send)
+            async with receive:
+                async for batch in receive:
+                    if not isinstance(batch, list):
+                        failure = batch
+                        break
+                    listed += len(batch)
+                    for call in batch:
+                        if isinstance(call, UnreadableCall):
+                            self._unreadable(agent, call)
+                        else:
+                            await self._consider(agent, call, calls)
+        self.stats.listed_by_agent[agent.id] = listed
+        if failure is not None:
+            raise failure
+
+    async def _fetch(
+        self, agent_id: str, batches: MemoryObjectSendStream[Batch | ApiError | RunStopped]
+    ) -> None:
+        """Read an agent's listing, handing it on a page at a time; the next page is
+        asked for as soon as the current one is handed on (the stream holds none)."""
+        batch: Batch = []
+        async with batches:
+            try:
+                async for call in self.client.iter_calls(agent_id):
+                    batch.append(call)
+                    if len(batch) >= PAGE:
+                        await batches.send(batch)
+                        batch = []
+            except (ApiError, RunStopped) as err:
+                if batch:
+                    await batches.send(batch)
+                await batches.send(err)
+                return
+            if batch:
+                await batches.send(batch)
 
     def _unreadable(self, agent: Agent, call: UnreadableCall) -> None:
         """A listed call the models cannot decode: never deleted, counted and named."""
@@ -450,6 +512,8 @@ def run_counts(stats: RunStats) -> dict[str, Any]:
             for policy, holders in sorted(stats.held_from.items())
         },
         **({"dropped": dict(sorted(stats.dropped.items()))} if stats.dropped else {}),
+        # Calls listed per agent: the next run lists the largest first (run/sizes.py).
+        **({"listed_by_agent": recorded(stats.listed_by_agent)} if stats.listed_by_agent else {}),
     }
 
 

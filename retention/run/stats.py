@@ -71,6 +71,7 @@ class RunStats:
     # Added for the run's reports: bounded by agents, regions and policies, never by calls.
     agents_failed: int = 0  # agents whose calls could not all be listed
     agent_names: dict[str, str] = field(default_factory=dict)  # agent id -> name
+    listed_by_agent: dict[str, int] = field(default_factory=dict)  # agent id -> calls listed
     deleted_agents: set[str] = field(default_factory=set)  # ids listed with a deleted_at
     by_agent: dict[str, Counter[str]] = field(default_factory=dict)  # agent id -> outcome
     by_region: dict[str, Counter[str]] = field(default_factory=dict)  # region -> outcome

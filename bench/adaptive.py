@@ -1,0 +1,192 @@
+"""Adaptive concurrency: `retention run --execute` with no --concurrency or --rate
+against a sandbox that allows K requests in flight (429 with Retry-After beyond) at
+100 ms latency. Side by side in one invocation: the same run told the right answer
+(`--concurrency K`), and runs whose ceilings (`--concurrency`, `--rate`) sit below
+what the API allows, which must never be exceeded. The sandbox's in-flight count is
+polled throughout, for the plot in docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import policies
+from bench.cases import SEED, run_tool
+from bench.dataset import calls_for_due
+from bench.figures import Figure, at_least
+from bench.plot import line_chart, write_chart
+from bench.procs import SandboxSpec, sandbox
+from bench.sizes import NOW, QUICK, Sizes
+from bench.stats import read_counts
+
+LATENCY_MS = 100
+AGENTS = 10
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@dataclass
+class Trace:
+    """The sandbox's in-flight count and answered requests, polled every `interval`."""
+
+    interval: float
+    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (t, in flight, total)
+
+    def active(self) -> list[tuple[float, int, int]]:
+        """From the first request to the last (interpreter start-up and exit left out)."""
+        moving = [i for i in range(1, len(self.samples)) if self.samples[i][2] > 0]
+        if not moving:
+            return []
+        first = moving[0] - 1
+        last = max(i for i in range(len(self.samples)) if self.samples[i][2] < self.samples[-1][2])
+        start = self.samples[first][0]
+        return [(t - start, n, total) for t, n, total in self.samples[first : last + 2]]
+
+    def peak_window_rate(self, seconds: float = 1.0) -> float:
+        """The most requests answered in any `seconds`-long stretch, per second."""
+        active = self.active()
+        best, j = 0.0, 0
+        for i, (t, _, total) in enumerate(active):
+            while j < i and t - active[j][0] > seconds:
+                j += 1
+            span = t - active[j][0]
+            if span >= seconds * 0.95:
+                best = max(best, (total - active[j][2]) / span)
+        return best
+
+
+@contextmanager
+def traced(url: str, interval: float = 0.05) -> Iterator[Trace]:
+    import httpx
+
+    trace = Trace(interval)
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                stats = http.get(f"{url}/_sandbox/stats").json()
+                trace.samples.append(
+                    (time.perf_counter(), int(stats["in_flight"]), int(stats["requests_total"]))
+                )
+                stop.wait(interval)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        yield trace
+    finally:
+        stop.set()
+        poller.join()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok_per_s: float  # requests answered other than 429, per second of the active window
+    share_429: float
+    seconds: float
+    requests: int
+    peak_in_flight: int
+    peak_rate: float
+    deleted: int
+    trace: Trace
+
+
+def one_run(spec: SandboxSpec, policy: Path, work: Path, *flags: str) -> Outcome:
+    with sandbox(spec) as url:
+        with traced(url) as trace:
+            run_tool(url, policy, work, *flags, execute=True)
+        counts = read_counts(url)
+    active = trace.active()
+    seconds = active[-1][0] if active else 0.0
+    answered = counts.api_requests - counts.throttled
+    return Outcome(
+        ok_per_s=answered / seconds if seconds else 0.0,
+        share_429=counts.throttled / max(counts.api_requests, 1),
+        seconds=seconds,
+        requests=counts.api_requests,
+        peak_in_flight=counts.peak_in_flight,
+        peak_rate=trace.peak_window_rate(),
+        deleted=counts.deletions,
+        trace=trace,
+    )
+
+
+def adaptive_concurrency(sizes: Sizes, tmp: Path) -> list[Figure]:
+    quick = sizes == QUICK
+    policy = policies.write(tmp, "everything", policies.DELETE_EVERYTHING)
+    figures: list[Figure] = []
+    for k, due_target in ((8, 1500), (128, 6000)):
+        due_target = 60 if quick else due_target
+        calls, _ = calls_for_due(due_target, seed=SEED, agents=AGENTS, now=NOW)
+        spec = SandboxSpec(
+            seed=SEED,
+            agents=AGENTS,
+            calls=calls,
+            now=NOW,
+            max_in_flight=k,
+            latency_ms=LATENCY_MS,
+        )
+        found = one_run(spec, policy, tmp / f"k{k}-adaptive")
+        told = one_run(spec, policy, tmp / f"k{k}-told", "--concurrency", str(k))
+        ideal = k / (LATENCY_MS / 1000)
+        versus_told = found.ok_per_s / told.ok_per_s if told.ok_per_s else 0.0
+        if not quick:
+            samples = [(t, float(n)) for t, n, _ in found.trace.active()]
+            write_chart(
+                DOCS / f"adaptive-k{k}.svg",
+                line_chart(
+                    samples,
+                    title=f"requests in flight at the API (K = {k}, {LATENCY_MS} ms), "
+                    "retention run with no --concurrency",
+                    reference=k,
+                    reference_label=f"K = {k}",
+                    y_label="in flight",
+                ),
+            )
+        figures.append(
+            Figure(
+                number="12",
+                title=f"adaptive: K = {k} in flight at {LATENCY_MS} ms, no flags",
+                value=found.ok_per_s / ideal,
+                unit="x",
+                target=">= 0.9 of K/latency, 429s < 1%",
+                met=at_least(found.ok_per_s / ideal, 0.9) and found.share_429 < 0.01,
+                detail=(
+                    f"{found.ok_per_s:.0f} answered/s of K/latency = {ideal:.0f}/s over "
+                    f"{found.seconds:.1f} s; 429s {found.share_429:.2%} of {found.requests}; "
+                    f"side by side with --concurrency {k} (told the answer): "
+                    f"{told.ok_per_s:.0f}/s, ratio {versus_told:.3f}"
+                ),
+            )
+        )
+    figures.append(ceilings(policy, tmp, quick))
+    return figures
+
+
+def ceilings(policy: Path, tmp: Path, quick: bool) -> Figure:
+    """The API allows 64 in flight; --concurrency 12, then --rate 60, must hold."""
+    calls, _ = calls_for_due(60 if quick else 600, seed=SEED, agents=AGENTS, now=NOW)
+    spec = SandboxSpec(
+        seed=SEED, agents=AGENTS, calls=calls, now=NOW, max_in_flight=64, latency_ms=LATENCY_MS
+    )
+    capped = one_run(spec, policy, tmp / "ceiling-concurrency", "--concurrency", "12")
+    paced = one_run(spec, policy, tmp / "ceiling-rate", "--rate", "60")
+    # The rate is polled every 50 ms: allow one request of stamping error either side.
+    rate_ok = paced.peak_rate <= 60 + 2
+    return Figure(
+        number="12c",
+        title="adaptive: ceilings given are never exceeded",
+        value=max(capped.peak_in_flight / 12, paced.peak_rate / 60),
+        unit="x",
+        target="<= 1 (peak / ceiling)",
+        met=capped.peak_in_flight <= 12 and rate_ok,
+        detail=(
+            f"API allows 64 in flight: --concurrency 12 peaked at {capped.peak_in_flight} in "
+            f"flight ({capped.ok_per_s:.0f}/s); --rate 60 peaked at {paced.peak_rate:.1f} "
+            f"requests in a 1 s window ({paced.ok_per_s:.1f}/s on average)"
+        ),
+    )

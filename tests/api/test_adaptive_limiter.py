@@ -1,0 +1,224 @@
+"""The adaptive concurrency limiter: its rules on hand-fed latencies and a hand-moved
+clock, and its gate against the sandbox limited to K requests in flight."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from retention.api.limiter import AdaptiveLimit, AdaptiveLimiter, AdaptiveSettings
+from retention.api.retry import RetryPolicy
+from retention.sandbox import Dataset, Faults, SandboxApp
+from tests.api.conftest import in_process, status_count
+
+RTT = 0.125  # seconds (exact in binary): every hand-fed request takes one round trip
+
+
+def full_round(rules: AdaptiveLimit, now: float, rtt: float = RTT) -> float:
+    """Fill every place, then answer them all one round trip later; returns that time."""
+    taken = 0
+    while rules.try_acquire():
+        taken += 1
+    now += rtt
+    for _ in range(taken):
+        rules.release()
+        rules.succeeded(rtt, now)
+    return now
+
+
+def limits_over(rules: AdaptiveLimit, rounds: int, rtt: float = RTT) -> list[int]:
+    now, seen = 0.0, []
+    for _ in range(rounds):
+        now = full_round(rules, now, rtt)
+        seen.append(rules.allowed)
+    return seen
+
+
+def test_slow_start_grows_half_again_per_round_with_flat_latency_up_to_the_ceiling() -> None:
+    rules = AdaptiveLimit(100, AdaptiveSettings(initial=16, growth=1.5))
+    # A round ends when the first answer of the next one comes: 16 -> 24 -> 36 -> 54 -> 81.
+    assert limits_over(rules, 7) == [16, 24, 36, 54, 81, 100, 100]
+
+
+def test_a_429_halves_the_limit_once_per_round_trip() -> None:
+    rules = AdaptiveLimit(64, AdaptiveSettings(initial=40, backoff=0.5))
+    now = full_round(rules, 0.0)  # a known round-trip time: 0.1 s
+    for _ in range(40):
+        assert rules.try_acquire()
+    rules.release()
+    rules.throttled(now)  # 39 still in flight: the good level is one below, 38
+    assert rules.allowed == 20  # 40 x 0.5
+    rules.throttled(now + RTT / 2)  # the same volley, within one round trip
+    assert rules.allowed == 20
+    assert rules.cuts == 1
+    assert rules.good == 38
+
+
+def test_after_a_429_the_limit_climbs_halfway_back_holds_then_probes() -> None:
+    s = AdaptiveSettings(initial=32, probe_hold=1.0)
+    rules = AdaptiveLimit(256, s)
+    now = full_round(rules, 0.0)
+    for _ in range(32):
+        rules.try_acquire()
+    rules.release()
+    rules.throttled(now)  # 31 in flight: the good level is 30; 32 halves to 16
+    for _ in range(31):
+        rules.release()
+    seen = []
+    for _ in range(15):
+        now = full_round(rules, now)
+        seen.append(rules.allowed)
+    # The round of the 429 does not grow; then 16 -> 23 -> 26.5 -> 28.25 -> 29.25 -> 30
+    # (halfway back, at least +1), held one second (eight rounds of 1/8 s), then a
+    # probe of +1; that clean round makes 31 the good level, and the next probe is +2.
+    assert seen[:5] == [16, 23, 26, 28, 29]
+    assert seen[5:] == [30] * 8 + [31, 33]
+    assert rules.good == 31
+
+
+def test_a_latency_rise_cuts_the_limit_by_a_tenth() -> None:
+    rules = AdaptiveLimit(256, AdaptiveSettings(initial=50, tolerance=1.5))
+    now = full_round(rules, 0.0)
+    now = full_round(rules, now)  # the first round ends: baseline 1/8 s; 50 -> 75
+    assert rules.allowed == 75
+    # Twice the latency: the round ending now still holds 49 answers of 1/8 s (mean
+    # 0.1275 s, flat enough): 75 -> 112.5. The next is all 1/4 s: cut to 112.5 x 0.9.
+    now = full_round(rules, now, rtt=2 * RTT)
+    assert rules.allowed == 112
+    now = full_round(rules, now, rtt=2 * RTT)
+    assert rules.allowed == 101
+    assert rules.good == 112.5 * 0.9
+
+
+def test_the_limit_does_not_grow_when_the_run_leaves_it_unused() -> None:
+    rules = AdaptiveLimit(256, AdaptiveSettings(initial=16))
+    now = 0.0
+    for _ in range(20):  # one request at a time: 1 of 16 places used
+        assert rules.try_acquire()
+        now += RTT
+        rules.release()
+        rules.succeeded(RTT, now)
+    assert rules.allowed == 16
+
+
+def test_the_ceiling_bounds_the_start_and_the_floor_bounds_the_cuts() -> None:
+    rules = AdaptiveLimit(4, AdaptiveSettings(initial=16, minimum=2))
+    assert rules.allowed == 4
+    for t in range(10):
+        rules.throttled(float(t))  # far apart: each one cuts
+    assert rules.allowed == 2
+
+
+# -- any sequence of events --------------------------------------------------------
+
+EVENTS = st.lists(
+    st.one_of(
+        st.tuples(st.just("send"), st.integers(1, 40)),
+        st.tuples(st.just("answer"), st.floats(0.001, 2.0)),
+        st.tuples(st.just("throttle"), st.just(0.0)),
+        st.tuples(st.just("wait"), st.floats(0.0, 3.0)),
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=EVENTS, ceiling=st.integers(1, 64), initial=st.integers(1, 64))
+def test_no_sequence_of_events_admits_a_request_beyond_the_limit_or_the_ceiling(
+    events: list[tuple[str, float]], ceiling: int, initial: int
+) -> None:
+    rules = AdaptiveLimit(ceiling, AdaptiveSettings(initial=initial, maximum=max(initial, 64)))
+    now = 0.0
+    for kind, value in events:
+        if kind == "send":
+            for _ in range(int(value)):
+                allowed = rules.allowed
+                before = rules.in_flight
+                if rules.try_acquire():
+                    # Admitted only into a free place under min(limit, ceiling).
+                    assert before < allowed <= ceiling
+                else:
+                    assert before >= allowed
+        elif kind == "wait":
+            now += value
+        elif rules.in_flight:
+            rules.release()
+            if kind == "answer":
+                rules.succeeded(value, now)
+            else:
+                rules.throttled(now)
+        assert rules.in_flight <= ceiling
+        assert 1 <= rules.allowed <= ceiling
+        assert rules.floor <= rules.limit <= ceiling
+
+
+# -- the gate, against the sandbox ------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_sandbox_limited_to_k_in_flight_is_found_and_429s_are_retried(
+    dataset: Dataset,
+) -> None:
+    k = 6
+    app = SandboxApp(dataset, Faults(max_in_flight=k, latency_ms=5))
+    calls = [c.id for c in dataset.iter_all_calls(transcripts=False)][:240]
+    limiter = AdaptiveLimiter(settings=AdaptiveSettings(initial=2, probe_hold=0.05))
+    got: list[str] = []
+    retry = RetryPolicy(max_attempts=8, base_delay=0.001, max_delay=0.01)
+    async with in_process(app, gate=limiter, retry=retry) as client:
+
+        async def read(ids: list[str]) -> None:
+            for call_id in ids:
+                got.append((await client.get_call(call_id)).id)
+
+        async with anyio.create_task_group() as group:
+            for n in range(24):  # more workers than the API allows
+                group.start_soon(read, calls[n::24])
+    assert sorted(got) == sorted(calls)  # every call read once, none lost to a 429
+    throttled = status_count(app, 429)
+    assert throttled == client.stats.throttled == limiter.counters.throttled
+    assert limiter.counters.decreases >= 1  # it met the wall, and backed off
+    assert limiter.counters.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_concurrency_given_is_a_ceiling_never_exceeded(dataset: Dataset) -> None:
+    app = SandboxApp(dataset, Faults(latency_ms=2))
+    calls = [c.id for c in dataset.iter_all_calls(transcripts=False)][:200]
+    limiter = AdaptiveLimiter(3, settings=AdaptiveSettings(initial=16))
+    async with in_process(app, gate=limiter) as client:
+
+        async def read(ids: list[str]) -> None:
+            for call_id in ids:
+                await client.get_call(call_id)
+
+        async with anyio.create_task_group() as group:
+            for n in range(20):
+                group.start_soon(read, calls[n::20])
+    assert app.stats.peak_in_flight == limiter.counters.peak_in_flight == 3
+    assert status_count(app, 429) == 0
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_waiter_gives_its_place_back(dataset: Dataset) -> None:
+    limiter = AdaptiveLimiter(1)
+    entered = anyio.Event()
+    release = anyio.Event()
+
+    async def holder() -> None:
+        async with limiter.slot():
+            entered.set()
+            await release.wait()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(holder)
+        await entered.wait()
+        with anyio.move_on_after(0.01):
+            async with limiter.slot():
+                pytest.fail("admitted beyond the ceiling")
+        release.set()
+    async with limiter.slot():
+        assert limiter.counters.in_flight == 1
+    assert limiter.counters.in_flight == 0
