@@ -429,7 +429,8 @@ class AdaptiveLimiter:
             self._waiters.popleft().set()
 
     async def _pause(self) -> None:
-        while (wait := self._paused_until - anyio.current_time()) > 0:
+        # Not an Event: a later 429 may push the deadline on while we sleep.
+        while (wait := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
             await anyio.sleep(wait)
 
     def throttled(self, retry_after: float | None) -> None:

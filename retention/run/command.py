@@ -217,7 +217,7 @@ def run_command(settings: RunSettings) -> int:
                 code = anyio.run(_run, settings, audit, run_id, stats, report, limit)
             except BaseException as err:
                 code = _failure_code(_unwrap(err))
-            audit.note_agent_calls(stats.scanned_by_agent)  # kept in the resume sidecar
+            audit.note_agent_calls(stats.listed_by_agent)  # kept in the resume sidecar
             code = _rotate_if_due(settings, audit, run_id, code)
     except (FatalError, KeyboardInterrupt) as err:
         # Exits 2, 5 and 6 end here: their metrics are pushed too, with this run_id.

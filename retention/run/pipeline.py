@@ -259,7 +259,6 @@ class Pipeline:
     def _unreadable(self, agent: Agent, call: UnreadableCall) -> None:
         """A listed call the models cannot decode: never deleted, counted and named."""
         self.stats.scanned += 1
-        self.stats.scanned_by_agent[agent.id] += 1
         self.stats.skipped[ListingSkip.UNREADABLE.value] += 1
         shown = call.id if is_valid_id(call.id) else None  # an odd id may hold anything
         _log.warning("run.call_unreadable", call_id=shown, agent_id=agent.id, problem=call.problem)
@@ -269,7 +268,6 @@ class Pipeline:
     ) -> None:
         stats = self.stats
         stats.scanned += 1
-        stats.scanned_by_agent[agent.id] += 1
         if not is_valid_id(call.id):
             # Never put it into a URL: kept, counted and named (by agent, not by its id).
             stats.skipped[ListingSkip.INVALID_ID.value] += 1

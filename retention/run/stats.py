@@ -56,8 +56,6 @@ class RunStats:
     finished_unix: float | None = None
     agents: int = 0
     scanned: int = 0  # calls listed
-    # agent id -> calls listed (bounded by agents): the sizes an even sharding uses
-    scanned_by_agent: Counter[str] = field(default_factory=Counter)
     due: int = 0  # calls the policies select for deletion
     outcomes: Counter[str] = field(default_factory=Counter)  # Outcome -> count
     skipped: Counter[str] = field(default_factory=Counter)  # a SKIP_REASONS member -> count
