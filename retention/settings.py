@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from retention.api.errors import InsecureBaseURL, MissingAPIKey
 from retention.errors import UserError
+from retention.timestamps import as_utc
 
 if TYPE_CHECKING:
     import httpx
@@ -121,4 +122,4 @@ def parse_now(text: str | None, flag: str = "--now") -> datetime:
         raise UserError(
             f"`{text}` is not an RFC 3339 time such as 2026-03-01T00:00:00Z", where=flag
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return as_utc(moment)

@@ -8,12 +8,16 @@ from typing import Literal
 Precision = Literal["auto", "seconds", "milliseconds"]
 
 
+def as_utc(moment: datetime) -> datetime:
+    """`moment` made aware: one without an offset is UTC (the API's convention, and
+    HTTP's), never local time. An aware one is returned as it is."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def rfc3339(instant: datetime, timespec: Precision = "auto") -> str:
     """`instant` in UTC as RFC 3339 text ending in `Z`; a naive instant is taken as UTC
     (the API's convention), never as local time."""
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)
-    return instant.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+    return as_utc(instant).astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def rfc3339_unix(seconds: float) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final, TypeVar
 
 import msgspec
 
 from retention.api.models import Agent, Call, UnreadableCall
+from retention.timestamps import as_utc
 
 T = TypeVar("T")
 
@@ -25,7 +26,7 @@ _AGENT_TIME_FIELDS: Final = ("created_at", "updated_at", "deleted_at")
 
 def _aware(value: datetime | None) -> datetime | None:
     """The API's timestamps are UTC; a zone-less one is read as UTC, never as local time."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    return None if value is None else as_utc(value)
 
 
 def _with_aware_times(item: T, names: tuple[str, ...]) -> T:

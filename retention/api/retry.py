@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Final
 
 from retention.api.errors import ApiError, MalformedResponse, TransportFailure
+from retention.timestamps import as_utc
 
 # 401/403 are never retried, whatever the server's headers say: a wrong key stays wrong.
 NEVER_RETRIED: Final = frozenset({401, 403})
@@ -50,8 +51,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None
         when = parsedate_to_datetime(raw.strip())
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:  # HTTP dates are GMT; a zone-less one is read as UTC
-        when = when.replace(tzinfo=UTC)
+    when = as_utc(when)  # HTTP dates are GMT
     reference = now if now is not None else datetime.now(UTC)
     return max(0.0, (when - reference).total_seconds())
 

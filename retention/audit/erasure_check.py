@@ -21,7 +21,7 @@ from retention.api.client import CartesiaClient
 from retention.api.errors import ApiError, AuthError, NotFound
 from retention.api.models import Call
 from retention.audit.verify import parse_instant
-from retention.timestamps import rfc3339
+from retention.timestamps import as_utc, rfc3339
 
 
 @dataclass(slots=True)
@@ -67,8 +67,7 @@ async def verdict(client: CartesiaClient, row: dict[str, Any]) -> tuple[str, str
     seen = call.redacted_at
     if seen is None:
         return "not_redacted", "redacted_at null"
-    if seen.tzinfo is None:
-        seen = seen.replace(tzinfo=UTC)  # the API speaks UTC
+    seen = as_utc(seen)
     if seen != parse_instant(row["redacted_at"]):
         return "differs", f"redacted_at {rfc3339(seen)}"
     left = remaining_fields(call)

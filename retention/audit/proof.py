@@ -25,7 +25,7 @@ from retention.audit.events import REDACTION_EVENTS
 from retention.audit.reader import LineFormatError, parse_line
 from retention.audit.segments import iter_log_lines
 from retention.audit.verify import parse_instant
-from retention.timestamps import rfc3339
+from retention.timestamps import as_utc, rfc3339
 
 MISMATCHES_KEPT: Final = 20
 MismatchKind = Literal["differs", "not_redacted", "not_found", "unreadable"]
@@ -140,9 +140,7 @@ async def _check(
                 seen = f"unreadable ({type(err).__name__}, HTTP {err.status or 'none'})"
                 proof.note(Mismatch(claim.line, claim.call_id, claim.logged, seen, "unreadable"))
             else:
-                seen_at = call.redacted_at
-                if seen_at is not None and seen_at.tzinfo is None:
-                    seen_at = seen_at.replace(tzinfo=UTC)  # the API speaks UTC
+                seen_at = None if call.redacted_at is None else as_utc(call.redacted_at)
                 if seen_at == claim.logged_at:
                     proof.confirmed += 1
                 else:

@@ -69,6 +69,7 @@ from retention.audit.segments import (
 )
 from retention.audit.signing import PublicKey, check_signature
 from retention.audit.witness import Witnessed, read_witness
+from retention.timestamps import as_utc
 
 ProblemKind = Literal[
     "truncated",
@@ -185,10 +186,8 @@ def parse_instant(value: object) -> datetime | None:
         instant = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if instant.tzinfo is None:
-        # `redacted_at` is logged verbatim from the API; the proof reads it the same way.
-        return instant.replace(tzinfo=UTC)
-    return instant.astimezone(UTC)
+    # `redacted_at` is logged verbatim from the API; the proof reads it the same way.
+    return as_utc(instant).astimezone(UTC)
 
 
 def _utc_instant(value: object) -> datetime | None:

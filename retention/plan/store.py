@@ -32,12 +32,13 @@ import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 from retention.durable import fsync_dir
 from retention.errors import UserError
+from retention.timestamps import as_utc
 
 FORMAT: Final = 1
 BATCH: Final = 5000  # rows per executemany: memory stays bounded by this
@@ -228,7 +229,7 @@ def _instant(value: Any, path: Path) -> datetime:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise PlanError("its header has no valid `created` time", where=str(path)) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return as_utc(moment)
 
 
 def open_plan(path: Path) -> Plan:

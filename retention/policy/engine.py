@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from retention.api.models import TERMINAL_STATUSES, Call
@@ -32,8 +32,9 @@ from retention.policy.decision import (
     Decision,
     Reason,
 )
-from retention.policy.match import Listed
+from retention.policy.match import Listed, origin_of
 from retention.policy.model import Kind, Policy, PolicySet
+from retention.timestamps import as_utc
 
 __all__ = ["Action", "Decision", "Listed", "Reason", "age_of", "decide", "judge", "skip_reason"]
 
@@ -113,13 +114,9 @@ def decide(
     outcomes = policies.outcomes.get(mask)
     if outcomes is None:
         outcomes = _tabulate(policies, mask)
-    origin = call.start_time if call.start_time is not None else call.end_time
+    origin = origin_of(call)
     assert origin is not None  # skip_reason: a call without either is skipped
-    if origin.tzinfo is None:
-        origin = origin.replace(tzinfo=UTC)  # a timestamp without an offset is UTC
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return outcomes.decisions[bisect_right(outcomes.spans, now - origin)]
+    return outcomes.decisions[bisect_right(outcomes.spans, as_utc(now) - origin)]
 
 
 def _tabulate(policies: PolicySet, mask: int) -> ByAge:
@@ -131,14 +128,9 @@ def _tabulate(policies: PolicySet, mask: int) -> ByAge:
     return outcomes
 
 
-def _utc(moment: datetime) -> datetime:
-    """A timestamp without an offset is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def age_of(call: Call, now: datetime) -> float | None:
     """A call's age in seconds (negative in the future), or None without timestamps."""
     origin = call.age_origin
     if origin is None:
         return None
-    return (_utc(now) - _utc(origin)).total_seconds()
+    return (as_utc(now) - as_utc(origin)).total_seconds()

@@ -23,7 +23,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Final
 
 import msgspec
@@ -52,6 +52,7 @@ from retention.policy.nodes import (
 from retention.policy.phones import DIGEST, looks_like_number, phone_digest
 from retention.policy.problems import suggest
 from retention.policy.values import ValueFile
+from retention.timestamps import as_utc
 
 __all__ = [
     "MATCH_KEYS",
@@ -388,10 +389,8 @@ class MetadataCondition(Condition):
 def origin_of(call: Call) -> datetime | None:
     """The instant a call started, as its age counts it: `start_time`, else `end_time`
     (a call that never connected has only that); without an offset, UTC."""
-    origin = call.start_time if call.start_time is not None else call.end_time
-    if origin is not None and origin.tzinfo is None:
-        origin = origin.replace(tzinfo=UTC)
-    return origin
+    origin = call.age_origin
+    return None if origin is None else as_utc(origin)
 
 
 def _sorted(values: frozenset[str], order: tuple[str, ...]) -> tuple[str, ...]:

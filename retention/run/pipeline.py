@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import anyio
@@ -46,6 +46,7 @@ from retention.run.report import Report
 from retention.run.sizes import recorded
 from retention.run.stats import MATCH_MASKS, RunStats
 from retention.run.sweeps import is_sweep
+from retention.timestamps import as_utc
 
 _log = get_logger(__name__)
 
@@ -341,7 +342,7 @@ class Pipeline:
         origin = call.age_origin
         if origin is None:
             return None
-        origin = origin if origin.tzinfo else origin.replace(tzinfo=UTC)
+        origin = as_utc(origin)
         if decision.reason is Reason.NOT_YET_DUE:
             delete_after = self._durations.get(decision.credited_policy or "")
             if delete_after is None:

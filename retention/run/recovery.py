@@ -32,6 +32,7 @@ from retention.policy.decision import ListingSkip
 from retention.run.control import RunStopped
 from retention.run.journal import Journal
 from retention.run.stats import RunStats
+from retention.timestamps import as_utc
 
 _log = get_logger(__name__)
 
@@ -56,9 +57,7 @@ def settle_delay(intent: OpenIntent, settle: float, now: datetime) -> float:
         written = datetime.fromisoformat(intent.ts.replace("Z", "+00:00"))
     except ValueError:
         return settle  # no usable time: assume it was just written
-    if written.tzinfo is None:
-        written = written.replace(tzinfo=UTC)
-    return max(0.0, min(settle, settle - (now - written).total_seconds()))
+    return max(0.0, min(settle, settle - (now - as_utc(written)).total_seconds()))
 
 
 async def recover(
