@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from retention import __version__
+from retention import __version__, defaults
 from retention.audit.events import Event
 from retention.errors import ExitCode, FatalError, UserError
 
@@ -374,7 +374,7 @@ def audit_keygen(key_file: Path) -> int:
 @_env_option(
     "--audit-log",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("retention-audit.jsonl"),
+    default=defaults.AUDIT_LOG,
     show_default=True,
     envvar="RETENTION_AUDIT_LOG",
     help="Append-only JSONL audit log (created mode 0600).",
@@ -408,7 +408,7 @@ def audit_keygen(key_file: Path) -> int:
 @_env_option(
     "--grace-period",
     type=_FiniteFloat(min=0),
-    default=20.0,
+    default=defaults.GRACE_PERIOD_SECONDS,
     show_default=True,
     envvar="RETENTION_GRACE_PERIOD",
     help="Seconds in-flight requests get after SIGTERM/SIGINT.",
@@ -416,7 +416,7 @@ def audit_keygen(key_file: Path) -> int:
 @_env_option(
     "--progress-interval",
     type=_FiniteFloat(min=0.1),
-    default=10.0,
+    default=defaults.PROGRESS_INTERVAL_SECONDS,
     show_default=True,
     envvar="RETENTION_PROGRESS_INTERVAL",
     help="Seconds between progress log lines when stderr is not a terminal.",
@@ -424,7 +424,7 @@ def audit_keygen(key_file: Path) -> int:
 @_env_option(
     "--timeout",
     type=_FiniteFloat(min=0, min_open=True),
-    default=30.0,
+    default=defaults.TIMEOUT_SECONDS,
     show_default=True,
     envvar="RETENTION_TIMEOUT",
     help="Seconds to wait for each API answer before retrying it.",
@@ -486,7 +486,7 @@ def audit_keygen(key_file: Path) -> int:
 @_env_option(
     "--surge-floor",
     type=click.IntRange(min=0),
-    default=1000,
+    default=defaults.SURGE_FLOOR,
     show_default=True,
     envvar="RETENTION_SURGE_FLOOR",
     help="The surge guard never stops a run below this many deletions.",
@@ -494,14 +494,14 @@ def audit_keygen(key_file: Path) -> int:
 @_env_option(
     "--surge-factor",
     type=_FiniteFloat(min=1.0),
-    default=3.0,
+    default=defaults.SURGE_FACTOR,
     show_default=True,
     envvar="RETENTION_SURGE_FACTOR",
     help="The surge guard's multiple of the median of recent runs' deletions.",
 )
 @_env_option(
     "--horizon",
-    default="30d",
+    default=defaults.HORIZON,
     show_default=True,
     envvar="RETENTION_HORIZON",
     help="The forecast's window: count kept calls becoming due within it (e.g. 30d, 2w;"
@@ -598,7 +598,7 @@ def approve(plan_path: Path) -> int:
 )
 @_env_option(
     "--max-plan-age",
-    default="7d",
+    default=defaults.MAX_PLAN_AGE,
     show_default=True,
     envvar="RETENTION_MAX_PLAN_AGE",
     help="Refuse a plan older than this (e.g. 36h, 7d, 2w).",

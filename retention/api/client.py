@@ -25,7 +25,7 @@ import anyio
 import httpx
 import msgspec
 
-from retention import __version__
+from retention import __version__, defaults
 from retention.api.decode import decode_agents, decode_call, decode_page
 from retention.api.errors import (
     ApiError,
@@ -52,7 +52,7 @@ T = TypeVar("T")
 Method = Literal["GET", "DELETE"]
 
 # Explicit, so that a hung server never hangs a run: connect fast, reads may be slow.
-DEFAULT_TIMEOUT_SECONDS: Final = 30.0
+DEFAULT_TIMEOUT_SECONDS: Final = defaults.TIMEOUT_SECONDS
 
 
 def request_timeout(seconds: float) -> httpx.Timeout:

@@ -20,6 +20,7 @@ from typing import Any, Final
 import click
 import httpx
 
+from retention import defaults
 from retention.audit.events import Outcome
 from retention.durable import fsync_dir
 from retention.errors import UserError
@@ -29,7 +30,7 @@ from retention.run.flags import settings_from_flags
 from retention.run.stats import RunStats
 from retention.timestamps import rfc3339
 
-DEFAULT_MAX_PLAN_AGE: Final = "7d"
+DEFAULT_MAX_PLAN_AGE: Final = defaults.MAX_PLAN_AGE
 _AGE = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

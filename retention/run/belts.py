@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from retention import defaults
 from retention.audit.history import log_history
 from retention.audit.writer import AuditLog
 from retention.errors import UserError
 
-DEFAULT_SURGE_FLOOR: Final = 1000
-DEFAULT_SURGE_FACTOR: Final = 3.0
+DEFAULT_SURGE_FLOOR: Final = defaults.SURGE_FLOOR
+DEFAULT_SURGE_FACTOR: Final = defaults.SURGE_FACTOR
 
 
 class FirstRunUncapped(UserError):

@@ -21,7 +21,7 @@ import anyio
 import httpx
 import structlog
 
-from retention import __version__
+from retention import __version__, defaults
 from retention.api.client import (
     DEFAULT_TIMEOUT_SECONDS,
     CartesiaClient,
@@ -65,8 +65,8 @@ _log = get_logger(__name__)
 
 # No --concurrency: the adaptive limiter finds the API's limit, up to this many in flight.
 MAX_CONCURRENCY: Final = AdaptiveSettings().maximum
-DEFAULT_GRACE_PERIOD: Final = 20.0
-DEFAULT_AUDIT_LOG: Final = Path("retention-audit.jsonl")
+DEFAULT_GRACE_PERIOD: Final = defaults.GRACE_PERIOD_SECONDS
+DEFAULT_AUDIT_LOG: Final = defaults.AUDIT_LOG
 
 
 class RunFailed(Exception):
@@ -88,7 +88,7 @@ class RunSettings:
     rate: float | None = None  # a ceiling in requests/s; None: none
     max_deletes: int | None = None
     grace_period: float = DEFAULT_GRACE_PERIOD
-    progress_interval: float = 10.0
+    progress_interval: float = defaults.PROGRESS_INTERVAL_SECONDS
     timeout: float = DEFAULT_TIMEOUT_SECONDS  # per request: read and write; connect at most 10 s
     shard: Shard | None = None
     pushgateway: str | None = None
@@ -110,7 +110,7 @@ class RunSettings:
         default=None, compare=False
     )
     plan: Plan | None = field(default=None, compare=False)  # `apply PLAN`
-    horizon_days: int = 30  # --horizon: the forecast's window (retention/run/forecast.py)
+    horizon_days: int = defaults.HORIZON_DAYS  # --horizon: the forecast's window
 
     def __post_init__(self) -> None:
         # A plan written but never published would be discarded in silence.

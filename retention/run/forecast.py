@@ -19,10 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from retention import defaults
 from retention.errors import UserError
 
 DAY_SECONDS: Final = 86400
-DEFAULT_HORIZON: Final = "30d"
+DEFAULT_HORIZON: Final = defaults.HORIZON
 MAX_HORIZON_DAYS: Final = 366
 WINDOWS: Final = (7, 30)  # the report's columns, with the horizon itself
 _HORIZON = re.compile(r"^\s*(\d{1,4})\s*([dw])\s*$")
@@ -53,7 +54,7 @@ class Forecast:
     """Per deletion policy, calls becoming due on day 1..horizon from `now` (day d:
     due in (now + d-1 days, now + d days])."""
 
-    horizon_days: int = 30
+    horizon_days: int = defaults.HORIZON_DAYS
     days: dict[str, list[int]] = field(default_factory=dict)
 
     def add(self, policy: str, seconds_until_due: float) -> None:
