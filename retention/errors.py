@@ -57,3 +57,11 @@ class FetchFailed(FatalError):
     """The API could not answer (5xx, retries exhausted): not bad input, so exit 1."""
 
     exit_code = ExitCode.SOME_FAILED
+
+
+class InsecureBaseURL(UserError):
+    """A base URL that is malformed, or plain http:// to a host that is not loopback."""
+
+
+class MissingAPIKey(UserError):
+    """No API key, or a blank one."""

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from retention.api.errors import InsecureBaseURL, MissingAPIKey
-from retention.errors import UserError
+from retention.errors import InsecureBaseURL, MissingAPIKey, UserError
 from retention.timestamps import as_utc
 
 if TYPE_CHECKING:

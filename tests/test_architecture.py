@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1] / "retention"
 LAYERS: dict[str, int] = {
     "retention": 0,  # the package itself: __version__
     "errors": 0,  # exit codes and the errors a user sees
+    "defaults": 0,  # the run options' defaults
+    "timestamps": 0,  # RFC 3339 text, naive-to-UTC
     "log": 1,
     "settings": 1,
     "durable": 1,

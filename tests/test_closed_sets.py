@@ -39,7 +39,7 @@ ELSEWHERE = {
     ("audit/evidence.py", "dry run"),  # a column: was the run a dry run, yes or no
     ("cli.py", "execute"),  # the --execute flag
     ("audit/verify.py", "checkpoint"),  # a problem kind
-    ("run/rotation.py", "checkpoint"),  # a crash point of the rotation
+    ("audit/rotation.py", "checkpoint"),  # a crash point of the rotation
 }
 
 

@@ -4,6 +4,7 @@ what `--help` shows is what a run given no flag does."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import click
@@ -25,9 +26,19 @@ SAME_FIELD = ["audit_log", "grace_period", "progress_interval", "timeout"]
 
 
 def option_defaults(command: str) -> dict[str, Any]:
+    """What the command is given with no flag at all (None: unset)."""
     found = cli.commands[command]
     assert isinstance(found, click.Command)
-    return {p.name: p.default for p in found.params if isinstance(p, click.Option) and p.name}
+    return dict(found.make_context(command, [], resilient_parsing=True).params)
+
+
+@pytest.fixture(autouse=True)
+def no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Options read RETENTION_* and CARTESIA_* variables: none of them here."""
+
+    for name in list(os.environ):
+        if name.startswith(("RETENTION_", "CARTESIA_")):
+            monkeypatch.delenv(name)
 
 
 @pytest.mark.parametrize("command", ["run", "plan", "apply"])

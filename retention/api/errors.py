@@ -14,7 +14,6 @@ from typing import Final
 
 import msgspec
 
-from retention.errors import UserError
 from retention.log import scrub_text
 
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
@@ -174,11 +173,3 @@ class RetriesExhausted(ApiError):
             request_id=cause.request_id,
             reason=f"{why}, last {last}",
         )
-
-
-class InsecureBaseURL(UserError):
-    """A base URL that is malformed, or plain http:// to a host that is not loopback."""
-
-
-class MissingAPIKey(UserError):
-    """No API key, or a blank one."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from retention.api.client import CartesiaClient
-from retention.api.errors import InsecureBaseURL, MissingAPIKey
-from retention.errors import ExitCode, UserError
+from retention.errors import ExitCode, InsecureBaseURL, MissingAPIKey, UserError
 from retention.settings import check_base_url, is_loopback_host
 
 KEY = "sk_car_configtestsecret123"
