@@ -7,20 +7,13 @@ from pathlib import Path
 
 from retention.audit.reader import AuditFileError
 from retention.audit.rotation import RotationError, rotate
-from retention.audit.signing import load_signer
-from retention.audit.witness import Witness, WitnessError, WitnessWriteError, check_witness_dir
+from retention.audit.witness import Witness, WitnessWriteError, signer_and_witness
 from retention.audit.writer import AuditLog
 
 
 def rotate_command(path: Path, *, signing_key: Path | None, witness_dir: Path | None) -> int:
     """`retention audit rotate LOG`: under the log's lock, close it as the next segment."""
-    if witness_dir is not None and signing_key is None:
-        raise WitnessError(
-            "a witness keeps signed checkpoints: give --signing-key", where="--witness"
-        )
-    if witness_dir is not None:
-        check_witness_dir(witness_dir)
-    signer = load_signer(signing_key) if signing_key is not None else None
+    signer = signer_and_witness(signing_key, witness_dir)
     if not path.is_file():
         raise AuditFileError("no such audit log", where=str(path))
     witness = Witness(witness_dir) if witness_dir is not None else None

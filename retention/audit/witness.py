@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from retention.audit.events import Event
+from retention.audit.signing import Signer, load_signer
 from retention.durable import fsync_dir
 from retention.errors import UserError
 
@@ -44,6 +45,18 @@ def witness_name(seq: int) -> str:
 
 def _reason(err: OSError) -> str:
     return os.strerror(err.errno) if err.errno else type(err).__name__
+
+
+def signer_and_witness(signing_key: Path | None, witness: Path | None) -> Signer | None:
+    """`--signing-key` and `--witness` checked together, before any work: a witness needs
+    a key, and its directory must take files (exit 2). The loaded signer, if any."""
+    if witness is not None and signing_key is None:
+        raise WitnessError(
+            "a witness keeps signed checkpoints: give --signing-key", where="--witness"
+        )
+    if witness is not None:
+        check_witness_dir(witness)
+    return load_signer(signing_key) if signing_key is not None else None
 
 
 def check_witness_dir(directory: Path, flag: str = "--witness") -> None:

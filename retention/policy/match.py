@@ -264,67 +264,68 @@ class AgentsCondition(Condition):
 
 
 @dataclass(frozen=True, slots=True)
-class RegionsCondition(Condition):
+class OneOfCondition(Condition):
+    """A condition that holds when one text field of a call is any of a set of values
+    (its region, status, end reason, telephony account type). Each kind names its field
+    (`part`), the order its values are listed in, and the words for them."""
+
+    values: frozenset[str]
+    order: ClassVar[tuple[str, ...]]  # the order values are named in
+    noun: ClassVar[str]  # "region": "the region is US or EU"
+    missing: ClassVar[str]  # "region": "the call has no region (needs US or EU)"
+
+    def holds(self, value: str | None) -> bool:
+        return value in self.values
+
+    def _listed(self) -> str:
+        return _plain(_sorted(self.values, self.order))
+
+    def describe(self) -> str:
+        return f"the {self.noun} is {self._listed()}"
+
+    def mismatch(self, call: Call, listed: Listed) -> str:
+        value = self.part(call, listed)
+        if value is None:
+            return f"the call has no {self.missing} (needs {self._listed()})"
+        return f"{self.noun} {value or '(none)'} is not {self._listed()}"
+
+    def covers(self, other: Condition) -> bool:
+        return type(other) is type(self) and other.values <= self.values
+
+    def excludes(self, other: Condition) -> bool:
+        return type(other) is type(self) and other.values.isdisjoint(self.values)
+
+    def signature(self) -> tuple[object, ...]:
+        return (self.key, self.values)
+
+
+@dataclass(frozen=True, slots=True)
+class RegionsCondition(OneOfCondition):
     """Regions in canonical case; the call's region is compared in any letter case."""
 
     key: ClassVar[str] = "regions"
-    regions: frozenset[str]
+    order: ClassVar[tuple[str, ...]] = REGIONS
+    noun: ClassVar[str] = "region"
+    missing: ClassVar[str] = "region"
 
     def part(self, call: Call, listed: Listed) -> str | None:
         return call.deployment_region
 
     def holds(self, value: str | None) -> bool:
-        return region_of(value) in self.regions
-
-    def _listed(self) -> str:
-        return _plain(tuple(r for r in REGIONS if r in self.regions))
-
-    def describe(self) -> str:
-        return f"the region is {self._listed()}"
-
-    def mismatch(self, call: Call, listed: Listed) -> str:
-        if call.deployment_region is None:
-            return f"the call has no region (needs {self._listed()})"
-        return f"region {call.deployment_region} is not {self._listed()}"
-
-    def covers(self, other: Condition) -> bool:
-        return isinstance(other, RegionsCondition) and other.regions <= self.regions
-
-    def excludes(self, other: Condition) -> bool:
-        return isinstance(other, RegionsCondition) and other.regions.isdisjoint(self.regions)
-
-    def signature(self) -> tuple[object, ...]:
-        return (self.key, self.regions)
+        return region_of(value) in self.values
 
 
 @dataclass(frozen=True, slots=True)
-class StatusesCondition(Condition):
+class StatusesCondition(OneOfCondition):
+    """Exactly: `Completed` is no terminal status."""
+
     key: ClassVar[str] = "statuses"
-    statuses: frozenset[str]
+    order: ClassVar[tuple[str, ...]] = TERMINAL_ORDER
+    noun: ClassVar[str] = "status"
+    missing: ClassVar[str] = "status"
 
     def part(self, call: Call, listed: Listed) -> str:
         return call.status
-
-    def holds(self, value: str) -> bool:
-        return value in self.statuses  # exactly: `Completed` is no terminal status
-
-    def _listed(self) -> str:
-        return _plain(tuple(s for s in TERMINAL_ORDER if s in self.statuses))
-
-    def describe(self) -> str:
-        return f"the status is {self._listed()}"
-
-    def mismatch(self, call: Call, listed: Listed) -> str:
-        return f"status {call.status or '(none)'} is not {self._listed()}"
-
-    def covers(self, other: Condition) -> bool:
-        return isinstance(other, StatusesCondition) and other.statuses <= self.statuses
-
-    def excludes(self, other: Condition) -> bool:
-        return isinstance(other, StatusesCondition) and other.statuses.isdisjoint(self.statuses)
-
-    def signature(self) -> tuple[object, ...]:
-        return (self.key, self.statuses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,35 +449,14 @@ class PhoneNumbersCondition(Condition):
 
 
 @dataclass(frozen=True, slots=True)
-class EndReasonsCondition(Condition):
+class EndReasonsCondition(OneOfCondition):
     key: ClassVar[str] = "end_reasons"
-    reasons: frozenset[str]
+    order: ClassVar[tuple[str, ...]] = END_REASONS
+    noun: ClassVar[str] = "end reason"
+    missing: ClassVar[str] = "end reason"
 
     def part(self, call: Call, listed: Listed) -> str | None:
         return call.end_reason
-
-    def holds(self, value: str | None) -> bool:
-        return value in self.reasons
-
-    def _listed(self) -> str:
-        return _plain(_sorted(self.reasons, END_REASONS))
-
-    def describe(self) -> str:
-        return f"the end reason is {self._listed()}"
-
-    def mismatch(self, call: Call, listed: Listed) -> str:
-        if call.end_reason is None:
-            return f"the call has no end reason (needs {self._listed()})"
-        return f"end reason {call.end_reason} is not {self._listed()}"
-
-    def covers(self, other: Condition) -> bool:
-        return isinstance(other, EndReasonsCondition) and other.reasons <= self.reasons
-
-    def excludes(self, other: Condition) -> bool:
-        return isinstance(other, EndReasonsCondition) and other.reasons.isdisjoint(self.reasons)
-
-    def signature(self) -> tuple[object, ...]:
-        return (self.key, self.reasons)
 
 
 def account_type_of(call: Call) -> str | None:
@@ -485,38 +465,16 @@ def account_type_of(call: Call) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class TelephonyCondition(Condition):
+class TelephonyCondition(OneOfCondition):
     """The telephony account type; a call without telephony data never matches."""
 
     key: ClassVar[str] = "telephony"
-    types: frozenset[str]
+    order: ClassVar[tuple[str, ...]] = TELEPHONY_TYPES
+    noun: ClassVar[str] = "telephony account"
+    missing: ClassVar[str] = "telephony account type"
 
     def part(self, call: Call, listed: Listed) -> str | None:
         return account_type_of(call)
-
-    def holds(self, value: str | None) -> bool:
-        return value in self.types
-
-    def _listed(self) -> str:
-        return _plain(_sorted(self.types, TELEPHONY_TYPES))
-
-    def describe(self) -> str:
-        return f"the telephony account is {self._listed()}"
-
-    def mismatch(self, call: Call, listed: Listed) -> str:
-        account = account_type_of(call)
-        if account is None:
-            return f"the call has no telephony account type (needs {self._listed()})"
-        return f"telephony account {account} is not {self._listed()}"
-
-    def covers(self, other: Condition) -> bool:
-        return isinstance(other, TelephonyCondition) and other.types <= self.types
-
-    def excludes(self, other: Condition) -> bool:
-        return isinstance(other, TelephonyCondition) and other.types.isdisjoint(self.types)
-
-    def signature(self) -> tuple[object, ...]:
-        return (self.key, self.types)
 
 
 # (deployment_id, deployment_version_id); "" = absent.

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retention.audit.paths import check_outputs
-from retention.audit.signing import load_signer
-from retention.audit.witness import WitnessError, check_witness_dir
+from retention.audit.witness import signer_and_witness
 from retention.errors import FatalError, UserError
 from retention.log import get_logger
 from retention.policy.load import load_policies
@@ -100,13 +99,7 @@ def settings_from_flags(
         check_pushgateway(pushgateway)
     if metrics_file is not None:
         check_metrics_file(metrics_file)
-    if witness is not None and signing_key is None:
-        raise WitnessError(
-            "a witness keeps signed checkpoints: give --signing-key", where="--witness"
-        )
-    if witness is not None:
-        check_witness_dir(witness)
-    signer = load_signer(signing_key) if signing_key is not None else None
+    signer = signer_and_witness(signing_key, witness)
     policies = load_policies(list(policy_paths))
     url = resolve_base_url(base_url)
     check_base_url(url)
