@@ -359,6 +359,9 @@ async def _run(
         stats.requests = client.stats.requests
         stats.retries = client.stats.retries
         stats.throttled = client.stats.throttled
+        stats.transport_errors = client.stats.transport_errors
+        stats.deletes_resent = client.stats.deletes_resent
+        stats.limit_cuts = limiter.counters.decreases
 
     async with client:
         try:

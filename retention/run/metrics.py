@@ -206,6 +206,17 @@ def build_registry(
     gauge("run_requests", "HTTP requests sent to the API by the last run.", stats.requests)
     gauge("run_retries", "Requests retried by the last run.", stats.retries)
     gauge("run_throttled", "429 Too Many Requests answers seen by the last run.", stats.throttled)
+    gauge(
+        "run_transport_errors",
+        "Timeouts, refused and dropped connections met by the last run.",
+        stats.transport_errors,
+    )
+    gauge(
+        "run_deletes_resent",
+        "DELETEs the last run sent again after an attempt that may have taken effect.",
+        stats.deletes_resent,
+    )
+    gauge("run_limit_cuts", "Times the last run cut its in-flight limit or rate.", stats.limit_cuts)
     gauge("run_duration_seconds", "Wall-clock duration of the last run.", _duration(stats))
     gauge("run_dry_run", "1 if the last run was a dry run, else 0.", 1 if stats.dry_run else 0)
     gauge("run_finished_timestamp_seconds", "Unix time the last run finished.", _finished(stats))

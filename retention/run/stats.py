@@ -65,6 +65,9 @@ class RunStats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0  # 429 answers
+    transport_errors: int = 0  # timeouts, refused and dropped connections
+    deletes_resent: int = 0  # DELETEs sent again after an attempt that may have taken effect
+    limit_cuts: int = 0  # times the in-flight limit or the rate was cut (429s, latency)
     exit_code: int | None = None
     # Added for the run's reports: bounded by agents, regions and policies, never by calls.
     agents_failed: int = 0  # agents whose calls could not all be listed

@@ -101,6 +101,9 @@ def _stats(*, exit_code: int, finished: float, dry_run: bool = False) -> RunStat
     stats.requests = 60
     stats.retries = 7
     stats.throttled = 3
+    stats.transport_errors = 4
+    stats.deletes_resent = 1
+    stats.limit_cuts = 2
     stats.exit_code = exit_code
     return stats
 
@@ -149,6 +152,9 @@ def test_push_path_and_values_for_a_shard(
     assert _value(body, "retention_run_requests") == 60
     assert _value(body, "retention_run_retries") == 7
     assert _value(body, "retention_run_throttled") == 3
+    assert _value(body, "retention_run_transport_errors") == 4
+    assert _value(body, "retention_run_deletes_resent") == 1
+    assert _value(body, "retention_run_limit_cuts") == 2
     assert _value(body, "retention_run_duration_seconds") == 12.5
     assert _value(body, "retention_run_exit_code") == 0
     assert _value(body, "retention_run_dry_run") == 0
@@ -250,6 +256,7 @@ def test_a_real_dry_run_exports_to_both_targets(
     from retention.cli import cli
     from retention.sandbox.app import SandboxApp
     from retention.sandbox.data import Dataset, DatasetSpec
+    from retention.sandbox.faults import Faults
     from retention.sandbox.server import serve_in_thread
 
     now = datetime(2026, 3, 1, tzinfo=UTC)
@@ -257,7 +264,9 @@ def test_a_real_dry_run_exports_to_both_targets(
     listed = sum(dataset.call_count(agent.id) for agent in dataset.agents())
     monkeypatch.setenv("CARTESIA_API_KEY", "sk_car_sandbox")
     prom = tmp_path / "retention.prom"
-    with serve_in_thread(SandboxApp(dataset)) as base_url:
+    # Connections dropped mid-answer: retried, and counted as transport errors.
+    app = SandboxApp(dataset, Faults(drop_rate=0.5), rng_seed=0)
+    with serve_in_thread(app) as base_url:
         code = cli.main(
             [
                 "run",
@@ -286,6 +295,9 @@ def test_a_real_dry_run_exports_to_both_targets(
         assert _value(text, "retention_run_dry_run", **labels) == 1
         assert _value(text, "retention_run_exit_code", **labels) == 0
         assert _value(text, "retention_run_calls_acted", outcome="deleted", **labels) == 0
+        dropped = sum(app.stats.dropped.values())
+        assert _value(text, "retention_run_transport_errors", **labels) == dropped > 0
+        assert _value(text, "retention_run_deletes_resent", **labels) == 0  # no DELETE
         # Only an execute run sets last-success: a dry run never refreshes it.
         assert LAST_SUCCESS not in {name for name, _ in _samples(text)}
 
