@@ -52,7 +52,7 @@ from retention.policy.nodes import (
 from retention.policy.phones import DIGEST, looks_like_number, phone_digest
 from retention.policy.problems import suggest
 from retention.policy.values import ValueFile
-from retention.timestamps import as_utc
+from retention.timestamps import as_utc, rfc3339
 
 __all__ = [
     "MATCH_KEYS",
@@ -541,7 +541,7 @@ class StartedCondition(Condition):
         return value < self.instant if self.before else value >= self.instant
 
     def _when(self) -> str:
-        return self.instant.isoformat().replace("+00:00", "Z")
+        return rfc3339(self.instant)
 
     def describe(self) -> str:
         where = "before" if self.before else "at or after"
@@ -552,7 +552,7 @@ class StartedCondition(Condition):
         if origin is None:
             return "the call has no start_time or end_time"
         where = "not before" if self.before else "before"
-        return f"it started {origin.isoformat().replace('+00:00', 'Z')}, {where} {self._when()}"
+        return f"it started {rfc3339(origin)}, {where} {self._when()}"
 
     def covers(self, other: Condition) -> bool:
         if not isinstance(other, StartedCondition) or other.before != self.before:

@@ -35,6 +35,10 @@ from retention.sandbox.server import serve_in_thread
 from retention.sandbox.wire import call_body, encode
 from tests.faults.support import API_KEY, NOW, audit_records, logged_redactions, write_policies
 
+# One loopback run per row (about 2 s each); tests/run/test_outcome_table.py checks the
+# same rows in process, in about a second, for `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 CATCH_ALL: Final = """\
 policies:
   - name: everything
