@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import policies
 from bench.cases import ENV, SEED, BenchError, run_tool
 from bench.figures import Figure, at_most
-from bench.procs import Measured, SandboxSpec, measure, retention_argv, sandbox
+from bench.procs import Measured, SandboxSpec, measure, retention_argv, run_args, sandbox
 from bench.sizes import NOW, Sizes
 
 LIMIT = 1.3
@@ -33,14 +33,7 @@ def _retention(url: str, policy: Path, work: Path, command: str, *args: str) -> 
     argv = retention_argv(
         command,
         *args,
-        "--policies",
-        str(policy),
-        "--base-url",
-        url,
-        "--now",
-        NOW,
-        "--audit-log",
-        str(work / "audit.jsonl"),
+        *run_args(url, policy, work, NOW),
         *FLAGS,
     )
     measured = measure(argv, env=ENV, workdir=work)

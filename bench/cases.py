@@ -13,7 +13,16 @@ from pathlib import Path
 from bench import policies
 from bench.dataset import calls_for_due
 from bench.figures import Figure, Spread, at_least, at_most
-from bench.procs import API_KEY, PYTHON, Measured, SandboxSpec, measure, retention_argv, sandbox
+from bench.procs import (
+    API_KEY,
+    PYTHON,
+    Measured,
+    SandboxSpec,
+    measure,
+    retention_argv,
+    run_args,
+    sandbox,
+)
 from bench.sizes import NOW, Sizes
 from bench.stats import SandboxCounts, read_counts
 
@@ -31,14 +40,7 @@ def run_tool(url: str, policy: Path, work: Path, *flags: str, execute: bool = Fa
     work.mkdir(parents=True, exist_ok=True)
     argv = retention_argv(
         "run",
-        "--policies",
-        str(policy),
-        "--base-url",
-        url,
-        "--now",
-        NOW,
-        "--audit-log",
-        str(work / "audit.jsonl"),
+        *run_args(url, policy, work, NOW),
         "--report",
         str(work / "report.json"),
         *flags,

@@ -18,7 +18,7 @@ from typing import Final
 from bench import policies
 from bench.dataset import calls_for_due
 from bench.figures import Figure, at_most
-from bench.procs import API_KEY, PYTHON, SandboxSpec, measure, sandbox
+from bench.procs import API_KEY, PYTHON, SandboxSpec, measure, run_args, sandbox
 from bench.sizes import NOW, Sizes
 from bench.stats import read_counts
 
@@ -60,14 +60,7 @@ def _tool(tree: Path) -> Callable[[str, Path, Path], list[str]]:
             PYTHON,
             str(tree / "retention" / "__main__.py"),
             "run",
-            "--policies",
-            str(policy),
-            "--base-url",
-            url,
-            "--now",
-            NOW,
-            "--audit-log",
-            str(work / "audit.jsonl"),
+            *run_args(url, policy, work, NOW),
             "--execute",
             "--max-deletes",
             "100000000",

@@ -209,3 +209,18 @@ def _rss_mb(usage: resource.struct_rusage) -> float:
 
 def retention_argv(*args: str) -> list[str]:
     return [PYTHON, "-m", "retention", *args]
+
+
+def run_args(url: str, policy: Path, work: Path, now: str) -> list[str]:
+    """What every benchmarked run is given: its policies, the sandbox, the clock, and an
+    audit log of its own in `work`."""
+    return [
+        "--policies",
+        str(policy),
+        "--base-url",
+        url,
+        "--now",
+        now,
+        "--audit-log",
+        str(work / "audit.jsonl"),
+    ]
