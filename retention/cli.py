@@ -98,7 +98,9 @@ _policies_option = _env_option(
 _now_option = click.option("--now", help="RFC 3339 instant ages are measured from [now].")
 
 
-def _concurrency_option(help_text: str, default: int | None = 32) -> Callable[[F], F]:
+def _concurrency_option(
+    help_text: str, default: int | None = defaults.READ_CONCURRENCY
+) -> Callable[[F], F]:
     return _env_option(
         "--concurrency",
         type=click.IntRange(1, 1024),
@@ -109,7 +111,7 @@ def _concurrency_option(help_text: str, default: int | None = 32) -> Callable[[F
     )
 
 
-def _rate_option(help_text: str, default: float | None = 400.0) -> Callable[[F], F]:
+def _rate_option(help_text: str, default: float | None = defaults.READ_RATE) -> Callable[[F], F]:
     return _env_option(
         "--rate",
         type=_RATE,
@@ -161,8 +163,8 @@ def validate(paths: tuple[Path, ...]) -> int:
     show_default=True,
     help="With --ids: an aligned table, or CSV.",
 )
-@_rate_option("With --ids: requests per second at most, as a run.")
-@_concurrency_option("With --ids: requests in flight at most, as a run.")
+@_rate_option("With --ids: requests per second at most.")
+@_concurrency_option("With --ids: requests in flight at most.")
 def explain(
     call_id: str | None,
     policy_paths: tuple[Path, ...],
@@ -216,13 +218,14 @@ def hash_phone(numbers: tuple[str, ...]) -> int:
 
 def _evidence_options(command: F) -> F:
     """What `audit verify` and `audit certificate` share: the API to re-read calls from
-    (with --api), paced as a run, and the keys and witness that checkpoints are proved by."""
+    (with --api), paced by --rate and --concurrency, and the keys and witness that
+    checkpoints are proved by."""
     for option in reversed(
         (
             _base_url_option,
             _api_key_file_option,
-            _rate_option("Requests per second at most, as a run (with --api)."),
-            _concurrency_option("Requests in flight at most, as a run (with --api)."),
+            _rate_option("Requests per second at most (with --api)."),
+            _concurrency_option("Requests in flight at most (with --api)."),
             click.option(
                 "--public-key",
                 "public_keys",

@@ -19,3 +19,7 @@ SURGE_FACTOR: Final = 3.0  # --surge-factor: times the median of recent execute 
 HORIZON_DAYS: Final = 30  # --horizon: the forecast's window
 HORIZON: Final = f"{HORIZON_DAYS}d"
 MAX_PLAN_AGE: Final = "7d"  # apply --max-plan-age
+# Commands that only read calls (explain --ids, audit verify --api, audit certificate
+# --api) keep a fixed pace: a run finds the API's limit instead (api/limiter.py).
+READ_CONCURRENCY: Final = 32
+READ_RATE: Final = 400.0
