@@ -78,6 +78,59 @@ def test_after_a_429_the_limit_climbs_halfway_back_holds_then_probes() -> None:
     assert rules.good == 31
 
 
+def probing_at_33(now: float = 0.0) -> tuple[AdaptiveLimit, float]:
+    """The run of the test above: good level 31, probing at 33; returns the time."""
+    rules = AdaptiveLimit(256, AdaptiveSettings(initial=32, probe_hold=1.0))
+    now = full_round(rules, now)
+    for _ in range(32):
+        rules.try_acquire()
+    rules.release()
+    rules.throttled(now)
+    for _ in range(31):
+        rules.release()
+    for _ in range(15):
+        now = full_round(rules, now)
+    assert (rules.allowed, rules.good) == (33, 31)
+    return rules, now
+
+
+def test_a_probes_429_goes_back_to_the_good_level_and_doubles_the_hold() -> None:
+    rules, now = probing_at_33()
+    for _ in range(33):
+        rules.try_acquire()
+    rules.release()
+    assert rules.throttled(now)  # a probe's 429: not halved, back to the good level
+    assert (rules.allowed, rules.good) == (31, 31)
+    assert rules.throttled(now + RTT / 2)  # the same probe's episode: nothing more
+    assert (rules.allowed, rules.good, rules.cuts) == (31, 31, 2)
+    for _ in range(32):
+        rules.release()
+    seen = []
+    for _ in range(17):
+        now = full_round(rules, now)
+        seen.append(rules.allowed)
+    # The round holding the 429 does not grow; the hold is now 2 s: sixteen rounds of
+    # 1/8 s after the 429, then a probe of +1 (the step starts again at 1).
+    assert seen == [31] * 15 + [32, 34]
+
+
+def test_a_429_at_the_good_level_still_halves() -> None:
+    rules, now = probing_at_33()
+    for _ in range(33):
+        rules.try_acquire()
+    rules.release()
+    assert rules.throttled(now)  # the probe's: back to 31
+    for _ in range(32):
+        rules.release()
+    now = full_round(rules, now)  # 31 in flight, all answered
+    for _ in range(31):
+        rules.try_acquire()
+    rules.release()
+    assert not rules.throttled(now)  # the wall moved below 31: 31 x 0.5
+    assert rules.allowed == 15
+    assert rules.good == 29  # one below the 30 still in flight
+
+
 def test_a_latency_rise_cuts_the_limit_by_a_tenth() -> None:
     rules = AdaptiveLimit(256, AdaptiveSettings(initial=50, tolerance=1.5))
     now = full_round(rules, 0.0)
@@ -147,8 +200,8 @@ def test_no_sequence_of_events_admits_a_request_beyond_the_limit_or_the_ceiling(
             rules.release()
             if kind == "answer":
                 rules.succeeded(value, now)
-            else:
-                rules.throttled(now)
+            elif rules.throttled(now):  # a probe's 429: back to the good level, no lower
+                assert rules.limit == rules.good
         assert rules.in_flight <= ceiling
         assert 1 <= rules.allowed <= ceiling
         assert rules.floor <= rules.limit <= ceiling
@@ -181,6 +234,23 @@ async def test_a_sandbox_limited_to_k_in_flight_is_found_and_429s_are_retried(
     assert throttled == client.stats.throttled == limiter.counters.throttled
     assert limiter.counters.decreases >= 1  # it met the wall, and backed off
     assert limiter.counters.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_only_a_429_below_a_probe_pauses_new_requests() -> None:
+    limiter = AdaptiveLimiter()
+    start = anyio.current_time()
+    limiter.rules, _ = probing_at_33(start - 100.0)  # rounds that ended long ago
+    for _ in range(33):
+        limiter.rules.try_acquire()
+    limiter.rules.release()
+    limiter.throttled(0.5)
+    limiter.throttled(0.5)  # the same episode
+    assert (limiter.counters.pauses, limiter.limit) == (0, 31)
+    await anyio.sleep(RTT * 1.1)  # over a round trip later: a 429 at the good level
+    limiter.throttled(0.5)
+    assert limiter.counters.pauses == 1
+    assert limiter.limit == 15  # 31 x 0.5
 
 
 @pytest.mark.anyio
