@@ -19,7 +19,7 @@ from bench.cases import SEED, run_tool
 from bench.dataset import calls_for_due
 from bench.figures import Figure, at_least
 from bench.plot import line_chart, write_chart
-from bench.procs import SandboxSpec, sandbox
+from bench.procs import SANDBOX_PIDS, SandboxSpec, process_cpu, sandbox
 from bench.sizes import NOW, QUICK, Sizes
 from bench.stats import read_counts
 
@@ -93,12 +93,25 @@ class Outcome:
     peak_rate: float
     deleted: int
     trace: Trace
+    tool_wall: float  # the run's process, start to exit
+    tool_cpu: float  # its own CPU seconds (wait4 on its pid)
+    sandbox_cpu: float  # the sandbox's over the same time (/proc/PID/stat)
+
+    def cpu_detail(self) -> str:
+        """Who was busy while the run lived (1.0 core = a whole core all along)."""
+        wall = max(self.tool_wall, 1e-9)
+        return (
+            f"tool {self.tool_cpu:.1f} s = {self.tool_cpu / wall:.2f} core, sandbox "
+            f"{self.sandbox_cpu:.1f} s = {self.sandbox_cpu / wall:.2f} core over {wall:.1f} s"
+        )
 
 
 def one_run(spec: SandboxSpec, policy: Path, work: Path, *flags: str) -> Outcome:
     with sandbox(spec) as url:
         with traced(url) as trace:
-            run_tool(url, policy, work, *flags, execute=True)
+            before = process_cpu(SANDBOX_PIDS[url])
+            tool = run_tool(url, policy, work, *flags, execute=True)
+            sandbox_cpu = process_cpu(SANDBOX_PIDS[url]) - before
         counts = read_counts(url)
     active = trace.active()
     seconds = active[-1][0] if active else 0.0
@@ -112,6 +125,9 @@ def one_run(spec: SandboxSpec, policy: Path, work: Path, *flags: str) -> Outcome
         peak_rate=trace.peak_window_rate(),
         deleted=counts.deletions,
         trace=trace,
+        tool_wall=tool.wall_s,
+        tool_cpu=tool.cpu_s,
+        sandbox_cpu=sandbox_cpu,
     )
 
 
@@ -159,7 +175,8 @@ def adaptive_concurrency(sizes: Sizes, tmp: Path) -> list[Figure]:
                     f"{found.ok_per_s:.0f} answered/s of K/latency = {ideal:.0f}/s over "
                     f"{found.seconds:.1f} s; 429s {found.share_429:.2%} of {found.requests}; "
                     f"side by side with --concurrency {k} (told the answer): "
-                    f"{told.ok_per_s:.0f}/s, ratio {versus_told:.3f}"
+                    f"{told.ok_per_s:.0f}/s, ratio {versus_told:.3f}; CPU of the adaptive "
+                    f"run: {found.cpu_detail()}; of the told run: {told.cpu_detail()}"
                 ),
             )
         )

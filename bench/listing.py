@@ -12,8 +12,9 @@ order) and warm (the largest agents first, from the cold run's `run_finished`).
 Pages do not come at exactly the latency: the sandbox builds each one, and on a busy
 machine every process waits for a core. So the same invocation also times a bare
 chain (`bare_chain`: the largest agent's pages fetched one after another by a minimal
-httpx loop that reads only the cursor) and gives the ratio to the same bound built
-from that measured time per page: the tool's own overhead, the machine's left out."""
+httpx loop that reads only the cursor), and a second figure per shape (13x/bare) is
+the ratio to the same bound built from that measured time per page: the tool's own
+overhead, the machine's left out."""
 
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def listing_requests(url: str) -> int:
 
 def listing_at_the_bound(sizes: Sizes, tmp: Path) -> list[Figure]:
     twenty = policies.write(tmp, "twenty", policies.TWENTY)
-    figures = []
+    figures: list[Figure] = []
     for shape in shapes(sizes):
         bound, longest, total, listers, largest = bound_seconds(shape)
         spec = SandboxSpec(
@@ -135,23 +136,33 @@ def listing_at_the_bound(sizes: Sizes, tmp: Path) -> list[Figure]:
         per_page = chain / longest
         practical = per_page * (1 + max(longest, total / listers))
         cold, warm = seconds
-        figures.append(
-            Figure(
-                number=shape.number,
-                title=f"dry run, {shape.calls:,} calls over {shape.agents} agent(s), "
-                f"{LATENCY_MS} ms: time / serial-cursor bound",
-                value=warm / bound,
-                unit="x",
-                target=f"<= {shape.target}",
-                met=at_most(warm / bound, shape.target),
-                detail=(
-                    f"warm (largest first) {warm:.1f} s, cold (API order) {cold:.1f} s "
-                    f"= {cold / bound:.3f}x; bound {bound:.1f} s: largest agent {longest} pages, "
-                    f"{total} pages / {listers} listers; a bare chain took "
-                    f"{per_page * 1000:.1f} ms per page here: warm / that bound "
-                    f"{warm / practical:.3f}x; the warm run's own CPU {cpu:.1f} s "
-                    f"(start-up included): warm / max(bound, CPU) {warm / max(bound, cpu):.3f}x"
-                ),
-            )
+        title = f"dry run, {shape.calls:,} calls over {shape.agents} agent(s), {LATENCY_MS} ms"
+        shared = (
+            f"warm (largest first) {warm:.1f} s, cold (API order) {cold:.1f} s; largest agent "
+            f"{longest} pages, {total} pages / {listers} listers; the warm run's own CPU "
+            f"{cpu:.1f} s (start-up included)"
         )
+        against = (
+            ("", "serial-cursor bound", bound, f"bound {bound:.1f} s at {LATENCY_MS} ms a page"),
+            (
+                "/bare",
+                "the bound at the bare chain's page time",
+                practical,
+                f"a bare httpx cursor loop over the largest agent took {per_page * 1000:.1f} "
+                f"ms a page here: bound {practical:.1f} s",
+            ),
+        )
+        for suffix, what, seconds_bound, why in against:
+            ratio = warm / seconds_bound
+            figures.append(
+                Figure(
+                    number=f"{shape.number}{suffix}",
+                    title=f"{title}: time / {what}",
+                    value=ratio,
+                    unit="x",
+                    target=f"<= {shape.target}",
+                    met=at_most(ratio, shape.target),
+                    detail=f"{why}; cold {cold / seconds_bound:.3f}x; {shared}",
+                )
+            )
     return figures

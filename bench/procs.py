@@ -20,6 +20,7 @@ from typing import IO
 
 API_KEY = "sk_car_sandbox"
 PYTHON = sys.executable
+SANDBOX_PIDS: dict[str, int] = {}  # a running sandbox's base URL -> its pid
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,10 @@ def sandbox(spec: SandboxSpec, *, start_timeout: float = 120.0) -> Iterator[str]
     try:
         url = _read_serving_line(proc, start_timeout)
         threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
+        SANDBOX_PIDS[url] = proc.pid
         yield url
     finally:
+        SANDBOX_PIDS.pop(url, None)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -205,6 +208,13 @@ def _rss_mb(usage: resource.struct_rusage) -> float:
     # Linux reports ru_maxrss in KiB, macOS in bytes.
     divisor = 1024 * 1024 if sys.platform == "darwin" else 1024
     return usage.ru_maxrss / divisor
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime: the stat file's 14th, 15th
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def retention_argv(*args: str) -> list[str]:

@@ -197,12 +197,13 @@ class AdaptiveLimit:
     - Slow start: while no 429 and no latency rise has come, the limit grows x`growth`
       per round.
     - The good level is the highest limit a whole round used without a 429. A 429
-      halves the limit (`backoff`), once per round trip. When it came while probing
-      above the good level, the good level stands and the hold before the next probe
-      doubles (to `max_probe_hold`); otherwise the good level drops one below the
-      requests we had in flight (ours counts a few in transit, so it overstates what
-      the API held). A round whose mean latency exceeds `tolerance` x the baseline
-      cuts the limit by `latency_backoff` and makes that the good level.
+      that answers a probe above the good level sends the limit back to that level
+      (no lower: the wall is where it was) and doubles the hold before the next probe
+      (to `max_probe_hold`). Any other 429 halves the limit (`backoff`), once per
+      round trip, and the good level drops one below the requests we had in flight
+      (ours counts a few in transit, so it overstates what the API held). A round
+      whose mean latency exceeds `tolerance` x the baseline cuts the limit by
+      `latency_backoff` and makes that the good level.
     - Below the good level the limit climbs back halfway to it each round (at least
       +1); there it holds `probe_hold` seconds, then probes above by +1, +2, +4... per
       round, each clean round raising the good level (and resetting the hold).
@@ -230,6 +231,8 @@ class AdaptiveLimit:
         self._hold_until = 0.0
         self._step = 1.0  # the next probe's increase
         self._last_cut: float | None = None
+        self._probe_met = False  # the last cut answered a probe (its episode pauses no one)
+        self._probing = False  # the limit was raised above the good level by a probe
         self._round_start: float | None = None
         self._round_total = 0.0
         self._round_count = 0
@@ -264,22 +267,33 @@ class AdaptiveLimit:
             return False
         return self._end_round(now)
 
-    def throttled(self, now: float) -> None:
-        """A 429: cut once per round trip; later 429s of the same episode only lower the
-        good level to what they saw."""
+    def throttled(self, now: float) -> bool:
+        """A 429. True when it answered a probe above the good level: the limit goes
+        back to that level (the wall is where it was), nothing else slows down. Any
+        other 429 halves the limit, once per round trip; later 429s of that episode
+        only lower the good level to what they saw."""
         self._round_throttled = True
-        seen = float(max(self.floor, self.in_flight - 1))
+        good = self.good
+        if self._probing and good is not None and self.limit > good:  # wait longer
+            self._hold = min(self.settings.max_probe_hold, self._hold * 2)
+            self._hold_until = now + self._hold
+            self._cut(good, good, now)
+            self._probe_met = True
+            return True
         if self._cooling(now):
-            if self.good is not None and seen < self.good:
+            if not self._probe_met and good is not None and (seen := self._seen()) < good:
                 self.good = seen
                 self.limit = max(float(self.floor), min(self.limit, seen * self.settings.backoff))
-            return
-        good = self.good
-        if good is not None and self.limit > good:  # a probe met the wall: wait longer
-            self._hold = min(self.settings.max_probe_hold, self._hold * 2)
-        else:
-            good = min(seen, self.limit - 1, good if good is not None else seen)
-        self._cut(max(float(self.floor), good), self.settings.backoff, now)
+            return self._probe_met
+        seen = self._seen()
+        good = min(seen, self.limit - 1, good if good is not None else seen)
+        self._cut(max(float(self.floor), good), self.limit * self.settings.backoff, now)
+        return False
+
+    def _seen(self) -> float:
+        """The in-flight level a 429 shows the API held: one below ours (ours counts a
+        few still in transit)."""
+        return float(max(self.floor, self.in_flight - 1))
 
     def _cooling(self, now: float) -> bool:
         if self._last_cut is None:
@@ -287,9 +301,10 @@ class AdaptiveLimit:
         cooldown = self.rtt if self.rtt is not None else self.settings.no_rtt_cooldown
         return now - self._last_cut < cooldown
 
-    def _cut(self, good: float, factor: float, now: float) -> None:
+    def _cut(self, good: float, limit: float, now: float) -> None:
+        self._probe_met = self._probing = False
         self.good = good
-        self.limit = max(float(self.floor), self.limit * factor)
+        self.limit = max(float(self.floor), limit)
         self._step = 1.0
         self._last_cut = now
         self.cuts += 1
@@ -309,7 +324,7 @@ class AdaptiveLimit:
             if not self._cooling(now):
                 if self.good is not None and self.limit > self.good:
                     self._hold = min(s.max_probe_hold, self._hold * 2)
-                self._cut(self.limit * s.latency_backoff, s.latency_backoff, now)
+                self._cut(self.limit * s.latency_backoff, self.limit * s.latency_backoff, now)
             return False
         if throttled or not used:
             return False
@@ -334,6 +349,7 @@ class AdaptiveLimit:
         if now < self._hold_until:
             return limit
         grown = limit + self._step
+        self._probing = True
         self._step = min(self._step * 2, max(1.0, limit * (s.growth - 1)))
         return grown
 
@@ -347,9 +363,11 @@ class AdaptiveLimiter:
     `concurrency` (else `AdaptiveSettings.maximum`) caps requests in flight, `rate` (when
     given) caps requests per second through a RateLimiter, whose own AIMD and shared
     pause then apply too. Without `rate`, a 429's Retry-After pauses every new request
-    here instead. A request's latency is timed from its admission to the end of its
-    slot and counted when the client reports it answered (`succeeded`); a 429 is not a
-    latency sample (it comes back at once)."""
+    here instead, unless the 429 answered a probe: then only its own retry waits (the
+    limit is already back below the wall, and a pause would empty the pipe). A
+    request's latency is timed from its admission to the end of its slot and counted
+    when the client reports it answered (`succeeded`); a 429 is not a latency sample
+    (it comes back at once)."""
 
     def __init__(
         self,
@@ -439,11 +457,11 @@ class AdaptiveLimiter:
         _rtt_sample.set(None)
         self.counters.throttled += 1
         cuts = self.rules.cuts
-        self.rules.throttled(now)
+        probe = self.rules.throttled(now)
         self.counters.decreases += self.rules.cuts - cuts
         if self.bucket is not None:
             self.bucket.throttled(retry_after)
-        else:
+        elif not probe:  # a probe's 429 only delays its own retry
             self._paused_until = _paused(self._paused_until, now, retry_after, self)
 
     def succeeded(self) -> None:

@@ -56,26 +56,66 @@ def test_a_429_halves_the_limit_once_per_round_trip() -> None:
     assert rules.good == 38
 
 
-def test_after_a_429_the_limit_climbs_halfway_back_holds_then_probes() -> None:
-    s = AdaptiveSettings(initial=32, probe_hold=1.0)
-    rules = AdaptiveLimit(256, s)
-    now = full_round(rules, 0.0)
-    for _ in range(32):
-        rules.try_acquire()
+def fill_then_429(rules: AdaptiveLimit, now: float) -> bool:
+    """Every place taken, and the first answer back is a 429 (the rest still in flight)."""
+    while rules.try_acquire():
+        pass
     rules.release()
-    rules.throttled(now)  # 31 in flight: the good level is 30; 32 halves to 16
-    for _ in range(31):
+    return rules.throttled(now)
+
+
+def release_all(rules: AdaptiveLimit) -> None:
+    while rules.in_flight:
         rules.release()
+
+
+def climb_after_a_429_at_32(now: float = 0.0) -> tuple[AdaptiveLimit, float, list[int]]:
+    """32 in flight, a 429, then 15 full rounds: the rules, the time, each round's limit."""
+    rules = AdaptiveLimit(256, AdaptiveSettings(initial=32, probe_hold=1.0))
+    now = full_round(rules, now)
+    fill_then_429(rules, now)  # 31 in flight: the good level is 30; 32 halves to 16
+    release_all(rules)
     seen = []
     for _ in range(15):
         now = full_round(rules, now)
         seen.append(rules.allowed)
+    return rules, now, seen
+
+
+def test_after_a_429_the_limit_climbs_halfway_back_holds_then_probes() -> None:
+    rules, _, seen = climb_after_a_429_at_32()
     # The round of the 429 does not grow; then 16 -> 23 -> 26.5 -> 28.25 -> 29.25 -> 30
     # (halfway back, at least +1), held one second (eight rounds of 1/8 s), then a
     # probe of +1; that clean round makes 31 the good level, and the next probe is +2.
     assert seen[:5] == [16, 23, 26, 28, 29]
     assert seen[5:] == [30] * 8 + [31, 33]
     assert rules.good == 31
+
+
+def test_a_probes_429_goes_back_to_the_good_level_and_doubles_the_hold() -> None:
+    rules, now, _ = climb_after_a_429_at_32()  # probing at 33, the good level 31
+    assert fill_then_429(rules, now)  # a probe's 429: not halved, back to the good level
+    assert (rules.allowed, rules.good) == (31, 31)
+    assert rules.throttled(now + RTT / 2)  # the same probe's episode: nothing more
+    assert (rules.allowed, rules.good, rules.cuts) == (31, 31, 2)
+    release_all(rules)
+    seen = []
+    for _ in range(17):
+        now = full_round(rules, now)
+        seen.append(rules.allowed)
+    # The round holding the 429 does not grow; the hold is now 2 s: sixteen rounds of
+    # 1/8 s after the 429, then a probe of +1 (the step starts again at 1).
+    assert seen == [31] * 15 + [32, 34]
+
+
+def test_a_429_at_the_good_level_still_halves() -> None:
+    rules, now, _ = climb_after_a_429_at_32()  # probing at 33, the good level 31
+    assert fill_then_429(rules, now)  # the probe's: back to 31
+    release_all(rules)
+    now = full_round(rules, now)  # 31 in flight, all answered
+    assert not fill_then_429(rules, now)  # the wall moved below 31: 31 x 0.5
+    assert rules.allowed == 15
+    assert rules.good == 29  # one below the 30 still in flight
 
 
 def test_a_latency_rise_cuts_the_limit_by_a_tenth() -> None:
@@ -147,8 +187,8 @@ def test_no_sequence_of_events_admits_a_request_beyond_the_limit_or_the_ceiling(
             rules.release()
             if kind == "answer":
                 rules.succeeded(value, now)
-            else:
-                rules.throttled(now)
+            elif rules.throttled(now):  # a probe's 429: back to the good level, no lower
+                assert rules.limit == rules.good
         assert rules.in_flight <= ceiling
         assert 1 <= rules.allowed <= ceiling
         assert rules.floor <= rules.limit <= ceiling
@@ -181,6 +221,23 @@ async def test_a_sandbox_limited_to_k_in_flight_is_found_and_429s_are_retried(
     assert throttled == client.stats.throttled == limiter.counters.throttled
     assert limiter.counters.decreases >= 1  # it met the wall, and backed off
     assert limiter.counters.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_only_a_429_below_a_probe_pauses_new_requests() -> None:
+    limiter = AdaptiveLimiter()
+    # Rounds that ended long ago: probing at 33, the good level 31, 32 in flight.
+    limiter.rules, _, _ = climb_after_a_429_at_32(anyio.current_time() - 100.0)
+    while limiter.rules.try_acquire():
+        pass
+    limiter.rules.release()
+    limiter.throttled(0.5)
+    limiter.throttled(0.5)  # the same episode
+    assert (limiter.counters.pauses, limiter.limit) == (0, 31)
+    await anyio.sleep(RTT * 1.1)  # over a round trip later: a 429 at the good level
+    limiter.throttled(0.5)
+    assert limiter.counters.pauses == 1
+    assert limiter.limit == 15  # 31 x 0.5
 
 
 @pytest.mark.anyio

@@ -1,0 +1,86 @@
+"""Figures 12 (K = 8) and 13, side by side with an older tree, alternately, in one
+invocation: `python -m bench.sides OLD_TREE adaptive` or `python -m bench.sides
+OLD_TREE listing AGENTS CALLS`, where OLD_TREE holds an older checkout (`git archive
+REV | tar -x -C OLD_TREE`), run through PYTHONPATH. Each side runs twice."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import listing, policies
+from bench.adaptive import AGENTS, LATENCY_MS, one_run
+from bench.cases import SEED, run_tool, watch
+from bench.dataset import calls_for_due
+from bench.procs import SandboxSpec, sandbox
+from bench.sizes import NOW
+
+SIDES = ("before", "after", "before", "after")
+
+
+def use(side: str, old_tree: str) -> None:
+    """The tree the next child processes import: the old one, or this one."""
+    if side == "before":
+        os.environ["PYTHONPATH"] = old_tree
+    else:
+        os.environ.pop("PYTHONPATH", None)
+
+
+def adaptive(old_tree: str, tmp: Path) -> None:
+    policy = policies.write(tmp, "everything", policies.DELETE_EVERYTHING)
+    calls, _ = calls_for_due(1500, seed=SEED, agents=AGENTS, now=NOW)
+    spec = SandboxSpec(
+        seed=SEED, agents=AGENTS, calls=calls, now=NOW, max_in_flight=8, latency_ms=LATENCY_MS
+    )
+    ideal = 8 / (LATENCY_MS / 1000)
+    for n, side in enumerate(SIDES):
+        use(side, old_tree)
+        found = one_run(spec, policy, tmp / f"adaptive-{n}")
+        told = one_run(spec, policy, tmp / f"told-{n}", "--concurrency", "8")
+        print(
+            f"{side}: adaptive {found.ok_per_s:.1f}/s = {found.ok_per_s / ideal:.3f} of "
+            f"K/latency, 429s {found.share_429:.2%}; told {told.ok_per_s:.1f}/s; "
+            f"adaptive / told {found.ok_per_s / told.ok_per_s:.3f}",
+            flush=True,
+        )
+
+
+def listed(old_tree: str, tmp: Path, agents: int, calls: int) -> None:
+    shape = listing.Shape("-", agents, calls, 1.0)
+    bound, longest, total, listers, largest = listing.bound_seconds(shape)
+    policy = policies.write(tmp, "twenty", policies.TWENTY)
+    spec = SandboxSpec(seed=SEED, agents=agents, calls=calls, now=NOW, latency_ms=LATENCY)
+    with sandbox(spec) as url:
+        for n, side in enumerate(SIDES):
+            use(side, old_tree)
+            for _ in ("cold", "warm"):  # the second run knows the agents' sizes
+                with watch(url) as window:
+                    run_tool(url, policy, tmp / f"listing-{n}")
+            chain, _ = listing.bare_chain(url, largest)
+            per_page = chain / longest
+            practical = per_page * (1 + max(longest, total / listers))
+            warm = (window.seconds or 0.0) + LATENCY
+            print(
+                f"{side}: {agents} agents, {calls} calls: warm {warm:.2f} s = "
+                f"{warm / bound:.3f}x the bound, {warm / practical:.3f}x the bound at the "
+                f"bare chain's {per_page * 1000:.1f} ms a page",
+                flush=True,
+            )
+
+
+LATENCY = listing.LATENCY_MS / 1000
+
+
+def main(argv: list[str]) -> None:
+    old_tree, what, *rest = argv
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sides-"))
+    if what == "adaptive":
+        adaptive(old_tree, tmp)
+    else:
+        listed(old_tree, tmp, int(rest[0]), int(rest[1]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
