@@ -44,7 +44,7 @@ from retention.api.ids import id_problem
 from retention.api.models import API_VERSION, Agent, Call, UnreadableCall
 from retention.api.paging import LIST_ROUTE, PageWalk
 from retention.api.retry import GiveUp, RetryPolicy, parse_retry_after
-from retention.api.transport import SpreadTransport
+from retention.api.transport import LeanTransport
 from retention.log import get_logger, register_secret
 from retention.settings import check_api_key, check_base_url
 
@@ -274,7 +274,7 @@ class CartesiaClient:
         # Small pools with cached sockets: httpcore's single pool costs milliseconds of
         # CPU per request at dozens of connections (see api/transport.py). Requests go
         # straight to the transport (httpx's interface): no cookies, no redirects.
-        self._transport = transport if transport is not None else SpreadTransport(max_connections)
+        self._transport = transport if transport is not None else LeanTransport(max_connections)
         self._requests = _Requests(self.base_url, self._api_key, httpx.Timeout(timeout))
 
     def __repr__(self) -> str:
