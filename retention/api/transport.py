@@ -416,17 +416,18 @@ class LeanTransport(httpx.AsyncBaseTransport):
       or the response is malformed or over a limit, see api.http11): the request
       may have been sent.
 
-    At most `connections` in use at once; idle ones are reused newest first. asyncio
+    At most `connections` in use at once; idle ones are reused newest first. `tls`:
+    the context for https (default: httpx's, verifying against certifi's CAs). asyncio
     only: under another event loop (trio), requests go through SpreadTransport.
     """
 
-    def __init__(self, connections: int) -> None:
+    def __init__(self, connections: int, *, tls: ssl.SSLContext | None = None) -> None:
         self._limit = max(1, connections)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(self._limit)
         self._idle: list[_Connection] = []
         self._open = 0
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls  # None: httpx's verifying context, made when first needed
         self._other_loops: SpreadTransport | None = None
 
     def tls_context(self) -> ssl.SSLContext:
