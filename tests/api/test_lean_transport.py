@@ -27,7 +27,8 @@ from cryptography.x509.oid import NameOID
 
 from retention.api.client import CartesiaClient, connect_failure
 from retention.api.errors import Unreachable
-from retention.api.transport import LeanTransport, SpreadTransport
+from retention.api.pools import SpreadTransport
+from retention.api.transport import LeanTransport
 
 pytestmark = pytest.mark.anyio
 
