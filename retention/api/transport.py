@@ -95,6 +95,7 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._last_read = 0.0
         self._read_timeout = 0.0
+        self._timer: asyncio.TimerHandle | None = None  # the read deadline, re-armed
 
     # asyncio's callbacks
 
@@ -186,7 +187,6 @@ class _Connection(asyncio.Protocol):
         self._parser = ResponseParser(head_only=head_only)
         waiter: asyncio.Future[RawResponse] = self.loop.create_future()
         self._waiter = waiter
-        timer: asyncio.TimerHandle | None = None
         try:
             try:
                 transport.write(data)
@@ -197,11 +197,12 @@ class _Connection(asyncio.Protocol):
             if read_timeout is not None and not waiter.done():
                 self._read_timeout = read_timeout
                 self._last_read = self.loop.time()
-                timer = self.loop.call_later(read_timeout, self._read_deadline, waiter)
+                self._timer = self.loop.call_later(read_timeout, self._read_deadline, waiter)
             return await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._waiter = self._parser = None
 
     def _read_deadline(self, waiter: asyncio.Future[RawResponse]) -> None:
@@ -210,7 +211,9 @@ class _Connection(asyncio.Protocol):
             return
         quiet = self.loop.time() - self._last_read
         if quiet < self._read_timeout:
-            self.loop.call_later(self._read_timeout - quiet, self._read_deadline, waiter)
+            self._timer = self.loop.call_later(
+                self._read_timeout - quiet, self._read_deadline, waiter
+            )
             return
         waiter.set_exception(httpx.ReadTimeout("timed out"))
         self.abort()

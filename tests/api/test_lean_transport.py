@@ -13,6 +13,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -204,6 +205,27 @@ async def test_each_misbehaviour_raises_what_httpcore_raises(
 async def test_silence_is_a_read_timeout(make: Callable[[], httpx.AsyncBaseTransport]) -> None:
     with raw_server(silent) as server, pytest.raises(httpx.ReadTimeout):
         await get(make, server.url, read=0.2)
+
+
+def trickle(conn: socket.socket) -> None:
+    read_head(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+    for byte in b"okok":
+        time.sleep(0.1)
+        conn.sendall(bytes([byte]))
+    while conn.recv(65536):
+        pass
+
+
+@pytest.mark.parametrize("make", transports(), ids=IDS)
+async def test_the_read_timeout_is_between_bytes_not_for_the_whole_body(
+    make: Callable[[], httpx.AsyncBaseTransport],
+) -> None:
+    """As httpcore's: a byte every 0.1 s never trips a 0.25 s read timeout, though the
+    body takes longer than that (the whole attempt is bounded by the client)."""
+    with raw_server(trickle) as server:
+        response = await get(make, server.url, read=0.25)
+    assert response.content == b"okok"
 
 
 @pytest.mark.parametrize("make", transports(), ids=IDS)
