@@ -1,5 +1,6 @@
-"""The transport: its own socket check, the httpcore pools it serves httpx from (public
-interfaces only), httpcore's errors as httpx's, bodies read and decoded."""
+"""The httpcore transport (api.pools, used under trio): its own socket check, the
+httpcore pools it serves httpx from (public interfaces only), httpcore's errors as
+httpx's, bodies read and decoded."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ import httpcore
 import httpx
 import pytest
 
-from retention.api import transport as transport_module
-from retention.api.transport import is_socket_readable
+from retention.api import pools as transport_module
+from retention.api.sockets import input_poller, is_socket_readable
 
 
 @pytest.mark.parametrize("kept_poller", [False, True])
 def test_a_socket_is_readable_when_data_waits_or_the_peer_closed(kept_poller: bool) -> None:
     ours, peer = socket.socketpair()
-    poller = transport_module._input_poller(ours) if kept_poller else None
+    poller = input_poller(ours) if kept_poller else None
     with ours, peer:
         assert not is_socket_readable(ours, poller)  # an idle, live connection
         peer.sendall(b"x")
