@@ -122,3 +122,20 @@ def parse_now(text: str | None, flag: str = "--now") -> datetime:
             f"`{text}` is not an RFC 3339 time such as 2026-03-01T00:00:00Z", where=flag
         ) from None
     return as_utc(moment)
+
+
+def ignored_proxy(url: httpx.URL) -> str | None:
+    """The name of a proxy variable the environment sets for `url`'s scheme (HTTPS_PROXY
+    or ALL_PROXY for https; in any letter case; NO_PROXY honoured), or None. The job
+    does not use proxies: it connects to the API directly, and says so when one is set.
+    Only the variable's name is ever shown: a proxy URL may carry credentials."""
+    import urllib.request  # here: only a client is built with it
+
+    if is_loopback_host(url.host):
+        return None
+    names = ("HTTPS_PROXY", "ALL_PROXY") if url.scheme == "https" else ("HTTP_PROXY", "ALL_PROXY")
+    for name in names:
+        for spelled in (name, name.lower()):
+            if os.environ.get(spelled, "").strip():
+                return None if urllib.request.proxy_bypass(url.host) else spelled
+    return None

@@ -46,7 +46,7 @@ from retention.api.paging import LIST_ROUTE, PageWalk
 from retention.api.retry import GiveUp, RetryPolicy, parse_retry_after
 from retention.api.transport import LeanTransport
 from retention.log import get_logger, register_secret
-from retention.settings import check_api_key, check_base_url
+from retention.settings import check_api_key, check_base_url, ignored_proxy
 
 T = TypeVar("T")
 Method = Literal["GET", "DELETE"]
@@ -276,6 +276,13 @@ class CartesiaClient:
         # interface): no cookies, no redirects.
         self._transport = transport if transport is not None else LeanTransport(max_connections)
         self._requests = _Requests(self.base_url, self._api_key, httpx.Timeout(timeout))
+        if transport is None and (variable := ignored_proxy(self.base_url)) is not None:
+            _log.warning(
+                "api.proxy_ignored",
+                variable=variable,
+                hint="the job connects to the API directly, never through a proxy: let it"
+                " reach the API, or name the API's host in NO_PROXY to say that is meant",
+            )
 
     def __repr__(self) -> str:
         return f"CartesiaClient(base_url={str(self.base_url)!r})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
 from retention.api.client import CartesiaClient
 from retention.errors import ExitCode, InsecureBaseURL, MissingAPIKey, UserError
@@ -82,3 +83,49 @@ def test_a_key_with_inner_spaces_is_refused_without_echoing_it() -> None:
 def test_a_key_read_from_a_file_may_end_with_a_newline() -> None:
     client = CartesiaClient(base_url="https://api.cartesia.ai", api_key=KEY + "\n")
     assert KEY not in repr(client) and KEY not in str(vars(client).get("base_url"))
+
+
+API = "https://api.cartesia.ai"
+PROXY_CASES = [
+    # (environment, base URL, the variable named in a warning, or None)
+    (
+        {"HTTPS_PROXY": "http://user:s3cret-pass@proxy.corp:3128"},
+        "https://api.cartesia.ai",
+        "HTTPS_PROXY",
+    ),
+    ({"https_proxy": "http://proxy.corp:3128"}, "https://api.cartesia.ai", "https_proxy"),
+    ({"ALL_PROXY": "socks5://proxy.corp:1080"}, "https://api.cartesia.ai", "ALL_PROXY"),
+    ({"HTTP_PROXY": "http://proxy.corp:3128"}, "https://api.cartesia.ai", None),  # not https's
+    (
+        {"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": "cartesia.ai"},
+        "https://api.cartesia.ai",
+        None,
+    ),
+    ({"HTTPS_PROXY": "http://proxy.corp:3128", "no_proxy": "*"}, "https://api.cartesia.ai", None),
+    ({"HTTP_PROXY": "http://proxy.corp:3128"}, "http://127.0.0.1:8765", None),  # loopback
+    ({}, "https://api.cartesia.ai", None),
+]
+
+
+@pytest.mark.parametrize(("environment", "base_url", "named"), PROXY_CASES)
+def test_a_proxy_the_environment_sets_is_named_not_used(
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    base_url: str,
+    named: str | None,
+) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with capture_logs() as logs:
+        CartesiaClient(base_url=base_url, api_key="sk_car_test")
+    warnings = [entry for entry in logs if entry["event"] == "api.proxy_ignored"]
+    if named is None:
+        assert warnings == []
+    else:
+        [warning] = warnings
+        assert warning["variable"] == named and warning["log_level"] == "warning"
+        # Only the name: a proxy URL may carry credentials.
+        assert not any(value in repr(logs) for value in environment.values())
