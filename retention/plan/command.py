@@ -22,7 +22,7 @@ import httpx
 
 from retention import defaults
 from retention.audit.events import Outcome
-from retention.durable import fsync_dir
+from retention.durable import MissingFile, SmallFileError, fsync_dir, read_small_file
 from retention.errors import UserError
 from retention.plan.store import FORMAT, Plan, PlanError, PlanWriter, open_plan
 from retention.run.command import RunSettings, run_command
@@ -55,6 +55,7 @@ def _stamp(moment: datetime) -> str:
 
 
 PLAN_SUFFIX: Final = ".plan"
+MAX_APPROVAL_BYTES: Final = 64 << 10  # a digest and a name; anything larger is not an approval
 APPROVAL_SUFFIX: Final = ".sha256"  # beside the plan: `<digest>  <name>`, as sha256sum writes
 
 
@@ -86,13 +87,11 @@ def read_approval(plan: Path) -> str | None:
     """The digest a reviewer pinned in PLAN.sha256, or None when there is none."""
     path = approval_path(plan)
     try:
-        text = path.read_text(encoding="ascii", errors="replace")[:4096]
-    except FileNotFoundError:
+        text = read_small_file(path, MAX_APPROVAL_BYTES).decode("ascii", errors="replace")
+    except MissingFile:
         return None
-    except OSError as err:
-        raise PlanError(
-            f"cannot read the approval ({err.strerror or err})", where=str(path)
-        ) from None
+    except SmallFileError as err:
+        raise PlanError(f"cannot read the approval ({err})", where=str(path)) from None
     digest = (text.split() or [""])[0].lower()
     if not _HEX64.fullmatch(digest):
         raise PlanError("not an approval: expected a sha256 digest first", where=str(path))

@@ -11,16 +11,14 @@ be shown by `validate` and recorded in `run_started` with the policy files.
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from retention.durable import SmallFileError, read_small_file
+
 MAX_VALUE_FILE_BYTES: Final = 64 << 20
-_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY  # a FIFO never blocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,27 +76,8 @@ def read_values(path: Path) -> tuple[ValueFile, list[tuple[str, int]]]:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise ValueFileError("a broken symlink (its target does not exist)") from None
-        raise ValueFileError("no such file") from None
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise ValueFileError("a symlink loop") from None
-        raise ValueFileError(f"cannot read: {err.strerror or err}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise ValueFileError("a directory, not a file of values")
-        if not stat.S_ISREG(mode):
-            raise ValueFileError("not a regular file (a FIFO, socket or device?)")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(MAX_VALUE_FILE_BYTES + 1)
-    except OSError as err:
-        raise ValueFileError(f"cannot read: {err.strerror or err}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_VALUE_FILE_BYTES:
-        raise ValueFileError(f"larger than {MAX_VALUE_FILE_BYTES >> 20} MiB")
-    return data
+        return read_small_file(
+            path, MAX_VALUE_FILE_BYTES, directory="a directory, not a file of values"
+        )
+    except SmallFileError as err:
+        raise ValueFileError(str(err)) from None

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from retention.durable import SmallFileError, read_small_file
 from retention.errors import UserError
 
+MAX_SIZES_FILE_BYTES: Final = 16 << 20  # --shard-sizes: a JSON map of agent id -> calls
 _SHARD: Final = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 MAX_SHARDS: Final = 10_000
 
@@ -92,10 +94,9 @@ def read_sizes(path: Path, *, where: str = "--shard-sizes") -> dict[str, int]:
     """Calls per agent: a JSON object {agent id: calls}, or a resume sidecar (its
     `agent_calls`). Anything else is exit 2, before any request."""
     try:
-        body: Any = json.loads(path.read_bytes())
-    except OSError as err:
-        reason = err.strerror or type(err).__name__
-        raise ShardError(f"cannot read {path} ({reason})", where=where) from None
+        body: Any = json.loads(read_small_file(path, MAX_SIZES_FILE_BYTES))
+    except SmallFileError as err:
+        raise ShardError(f"cannot read {path} ({err})", where=where) from None
     except (ValueError, RecursionError):
         raise ShardError(f"{path} is not JSON", where=where) from None
     if isinstance(body, dict) and isinstance(body.get("agent_calls"), dict):

@@ -6,11 +6,14 @@ Expected deletions come from the dataset by hand (tests.e2e.support)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from retention.plan.command import MAX_APPROVAL_BYTES, approval_path, read_approval
+from retention.plan.store import PlanError
 from retention.sandbox import SandboxApp
 from tests.e2e.support import Workspace, deletes_sent, expected_deletions, workspace
 from tests.plan.test_plan_apply import (
@@ -152,3 +155,21 @@ def test_a_plan_or_apply_without_its_target_is_one_line_and_exit_2(
     done = cli(capsys, monkeypatch, *command, *common(space, url))
     assert done.code == 2
     assert where in done.err and done.err.count("\n") == 1
+
+
+def test_an_approval_that_is_no_small_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    """PLAN.sha256 as a FIFO would block a plain read forever; a huge one is no digest."""
+    plan = tmp_path / "tonight.plan"
+    approval = approval_path(plan)
+    os.mkfifo(approval)
+    with pytest.raises(PlanError, match="not a regular file") as caught:
+        read_approval(plan)
+    assert caught.value.exit_code == 2
+    approval.unlink()
+    with approval.open("wb") as handle:
+        handle.truncate(MAX_APPROVAL_BYTES + 1)
+    with pytest.raises(PlanError, match="larger than 64 KiB"):
+        read_approval(plan)
+    approval.unlink()
+    approval.symlink_to(tmp_path / "nowhere")  # a broken link: no approval, as a missing file
+    assert read_approval(plan) is None

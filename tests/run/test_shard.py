@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from pathlib import Path
 
@@ -12,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retention.run.flags import resolve_shard
-from retention.run.shard import Shard, ShardError, balanced_shards, parse_shard, read_sizes
+from retention.run.shard import (
+    MAX_SIZES_FILE_BYTES,
+    Shard,
+    ShardError,
+    balanced_shards,
+    parse_shard,
+    read_sizes,
+)
 
 
 @pytest.mark.parametrize("text", ["3/3", "a/b", "1", "-1/3", "0/0", "1/2/3", ""])
@@ -115,3 +123,21 @@ def test_sizes_come_from_a_json_map_or_a_resume_file(tmp_path: Path) -> None:
     with pytest.raises(ShardError):
         resolve_shard(None, None, resume)  # sizes without a shard
     assert resolve_shard("1/2", None, resume) == Shard(1, 2)
+
+
+def test_a_sizes_path_that_is_no_small_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO would block a plain read forever, and a huge file would be held whole."""
+    fifo = tmp_path / "sizes.fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as handle:
+        handle.truncate(MAX_SIZES_FILE_BYTES + 1)  # sparse: no disk used
+    for path, words in [
+        (fifo, "not a regular file"),
+        (huge, "larger than 16 MiB"),
+        (tmp_path, "a directory"),
+        (tmp_path / "missing.json", "no such file"),
+    ]:
+        with pytest.raises(ShardError, match=words) as caught:
+            read_sizes(path)
+        assert caught.value.exit_code == 2
