@@ -16,11 +16,12 @@ nothing of the plan grows in memory with it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import policies
 from bench.cases import ENV, SEED, BenchError, run_tool
-from bench.figures import Figure, at_most
+from bench.figures import Figure, Spread, at_most
 from bench.procs import Measured, SandboxSpec, measure, retention_argv, run_args, sandbox
 from bench.sizes import NOW, Sizes
 
@@ -59,27 +60,45 @@ def _plan_then_apply(
     return planned, applied
 
 
-def _figure(
-    number: str, calls: int, dry: Measured, planned: Measured, applied: Measured, mode: str
-) -> Figure:
-    ratio = max(planned.max_rss_mb, applied.max_rss_mb) / dry.max_rss_mb
+Round = tuple[Measured, Measured, Measured]  # dry run, plan, apply
+
+
+def _ratio(round_: Round) -> float:
+    dry, planned, applied = round_
+    return max(planned.max_rss_mb, applied.max_rss_mb) / dry.max_rss_mb
+
+
+def _figure(number: str, calls: int, rounds: list[Round], mode: str) -> Figure:
+    ratio = Spread.of([_ratio(r) for r in rounds])
+
+    def median(side: int, of: Callable[[Measured], float]) -> float:
+        return Spread.of([of(r[side]) for r in rounds]).median
+
+    sides = ", ".join(
+        f"{name} {median(i, lambda m: m.max_rss_mb):.1f} MB ({median(i, lambda m: m.wall_s):.1f} s)"
+        for i, name in enumerate(("dry run", "plan", f"apply{mode}"))
+    )
     return Figure(
         number=number,
         title=f"peak RSS of plan + apply{mode} / dry run, {calls:,} calls",
-        value=ratio,
+        value=ratio.median,
         unit="x",
         target=f"<= {LIMIT}",
-        met=at_most(ratio, LIMIT),
+        met=at_most(ratio.median, LIMIT),
         detail=(
-            f"dry run {dry.max_rss_mb:.1f} MB ({dry.wall_s:.1f} s), plan "
-            f"{planned.max_rss_mb:.1f} MB ({planned.wall_s:.1f} s), apply{mode} "
-            f"{applied.max_rss_mb:.1f} MB ({applied.wall_s:.1f} s); every call due; "
-            f"flags {' '.join(FLAGS)}"
+            f"{sides} (medians); per round "
+            + ", ".join(f"{_ratio(r):.3f}" for r in rounds)
+            + f"; every call due; flags {' '.join(FLAGS)}"
         ),
+        low=ratio.low,
+        high=ratio.high,
+        runs=ratio.runs,
     )
 
 
 def apply_memory(sizes: Sizes, tmp: Path) -> list[Figure]:
+    """Each round: the dry run, then plan and apply, back to back; the figure is the median
+    of the rounds' ratios."""
     policy = policies.write(tmp, "everything", policies.DELETE_EVERYTHING)
     figures = []
     for number, calls, execute in (
@@ -87,9 +106,13 @@ def apply_memory(sizes: Sizes, tmp: Path) -> list[Figure]:
         ("11b", sizes.apply_large, False),
     ):
         spec = SandboxSpec(seed=SEED, agents=sizes.agents, calls=calls, now=NOW)
-        with sandbox(spec) as url:
-            dry = run_tool(url, policy, tmp / f"dry-{calls}", *FLAGS)
-        planned, applied = _plan_then_apply(spec, policy, tmp / f"plan-{calls}", execute=execute)
+        rounds: list[Round] = []
+        for r in range(sizes.repeats):
+            with sandbox(spec) as url:
+                dry = run_tool(url, policy, tmp / f"dry-{calls}-{r}", *FLAGS)
+            work = tmp / f"plan-{calls}-{r}"
+            planned, applied = _plan_then_apply(spec, policy, work, execute=execute)
+            rounds.append((dry, planned, applied))
         mode = " --execute" if execute else " (dry)"
-        figures.append(_figure(number, calls, dry, planned, applied, mode))
+        figures.append(_figure(number, calls, rounds, mode))
     return figures

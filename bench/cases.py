@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +108,8 @@ def watch(url: str, interval: float = 0.05) -> Iterator[Window]:
 
 
 def rate_efficiency(sizes: Sizes, tmp: Path) -> Figure:
+    """Requests per second as the sandbox saw them ÷ the rate asked for, a fresh sandbox
+    per round; the median of the rounds, the worst round's share of 429s."""
     calls, due = calls_for_due(sizes.rate_due, seed=SEED, agents=sizes.agents, now=NOW)
     spec = SandboxSpec(
         seed=SEED,
@@ -119,28 +121,41 @@ def rate_efficiency(sizes: Sizes, tmp: Path) -> Figure:
         latency_ms=20,
     )
     policy = policies.write(tmp, "everything", policies.DELETE_EVERYTHING)
-    with sandbox(spec) as url:
-        with watch(url) as window:
-            run = run_tool(url, policy, tmp / "rate", "--rate", "100", execute=True)
-        counts = read_counts(url)
-    seconds = window.seconds or run.wall_s
-    achieved = counts.api_requests / seconds
-    ratio = achieved / 100
-    share_429 = counts.throttled / max(counts.api_requests, 1)
+    rounds: list[tuple[float, Measured, SandboxCounts]] = []  # served seconds, run, counts
+    for n in range(sizes.repeats):
+        with sandbox(spec) as url:
+            with watch(url) as window:
+                run = run_tool(url, policy, tmp / f"rate-{n}", "--rate", "100", execute=True)
+            counts = read_counts(url)
+        rounds.append((window.seconds or run.wall_s, run, counts))
+    ratio = Spread.of([c.api_requests / s / 100 for s, _, c in rounds])
+    end_to_end = Spread.of([c.api_requests / r.wall_s / 100 for _, r, c in rounds])
+    share_429 = max(c.throttled / max(c.api_requests, 1) for _, _, c in rounds)
+    deleted = sorted({c.deletions for _, _, c in rounds})
     return Figure(
         number="1",
         title="rate efficiency at --rate 100",
-        value=ratio,
+        value=ratio.median,
         unit="x",
         target=">= 0.95, 429s < 1%",
-        met=at_least(ratio, 0.95) and share_429 < 0.01,
+        met=at_least(ratio.median, 0.95) and share_429 < 0.01 and deleted == [due],
         detail=(
-            f"{counts.api_requests} requests ({counts.deletions} deletions of {due} due) "
-            f"in {seconds:.1f} s as the sandbox saw them = {achieved:.1f}/s; "
-            f"429s {counts.throttled} ({share_429:.2%}); process wall {run.wall_s:.1f} s "
-            f"= {counts.api_requests / run.wall_s:.1f}/s"
+            f"requests ÷ the seconds between the sandbox's first and last one ÷ 100, per "
+            f"round: {_rounds(c.api_requests / s / 100 for s, _, c in rounds)}; "
+            f"{Spread.of([s for s, _, _ in rounds]).median:.1f} s served (median); "
+            f"429s at most {share_429:.2%} of a round's requests; deletions "
+            f"{'/'.join(map(str, deleted))} of {due} due; over the process's whole wall "
+            f"time {end_to_end.median:.3f} ({end_to_end.low:.3f}-{end_to_end.high:.3f})"
         ),
+        low=ratio.low,
+        high=ratio.high,
+        runs=ratio.runs,
     )
+
+
+def _rounds(values: Iterable[float]) -> str:
+    """Each round's figure, in the order measured."""
+    return ", ".join(f"{v:.3f}" for v in values)
 
 
 def speed_vs_naive(sizes: Sizes, tmp: Path) -> list[Figure]:
@@ -209,82 +224,127 @@ def speed_vs_naive(sizes: Sizes, tmp: Path) -> list[Figure]:
 
 
 def cpu_per_call(sizes: Sizes, tmp: Path) -> list[Figure]:
+    """3a: the tool's dry run and the SDK's paginator over one sandbox, back to back each
+    round; 3b: the tool's --execute and the SDK's one-at-a-time DELETEs, each on a fresh
+    sandbox, back to back each round. CPU is each process's own (wait4)."""
+    return [_cpu_listing(sizes, tmp), _cpu_deleting(sizes, tmp)]
+
+
+def _cpu_listing(sizes: Sizes, tmp: Path) -> Figure:
     listed_spec = SandboxSpec(seed=SEED, agents=sizes.agents, calls=sizes.cpu_listed, now=NOW)
     twenty = policies.write(tmp, "twenty", policies.TWENTY)
-    with sandbox(listed_spec) as url:
-        tool = run_tool(url, twenty, tmp / "cpu-list")
-        sdk = _script("sdk_list.py", url, tmp / "sdk-list")
-        counts = read_counts(url)
-    if counts.deletions:
-        raise BenchError("a dry run deleted calls")
     n = sizes.cpu_listed
-    tool_k, sdk_k = tool.cpu_s / n * 1000, sdk.cpu_s / n * 1000
-    listing = Figure(
+    per_k: list[tuple[float, float]] = []  # CPU ms per 1000 listed calls: tool, SDK
+    with sandbox(listed_spec) as url:
+        for r in range(sizes.repeats):
+            tool = run_tool(url, twenty, tmp / f"cpu-list-{r}")
+            sdk = _script("sdk_list.py", url, tmp / f"sdk-list-{r}")
+            per_k.append((tool.cpu_s / n * 1e6, sdk.cpu_s / n * 1e6))
+        if read_counts(url).deletions:
+            raise BenchError("a dry run deleted calls")
+    ratio = Spread.of([tool / sdk for tool, sdk in per_k])
+    return Figure(
         number="3a",
         title="CPU per 1000 listed calls, tool / SDK",
-        value=tool_k / sdk_k,
+        value=ratio.median,
         unit="x",
         target="<= 0.5",
-        met=at_most(tool_k / sdk_k, 0.5),
+        met=at_most(ratio.median, 0.5),
         detail=(
-            f"tool dry run (20 policies) {tool_k * 1000:.1f} ms vs SDK paginator "
-            f"{sdk_k * 1000:.1f} ms per 1000 of {n} calls (process CPU, start-up included)"
+            f"tool dry run (20 policies) {Spread.of([t for t, _ in per_k]).median:.1f} ms vs "
+            f"SDK paginator {Spread.of([s for _, s in per_k]).median:.1f} ms per 1000 of {n} "
+            f"calls (medians; process CPU, start-up included); per round {_rounds(_ratios(per_k))}"
         ),
+        low=ratio.low,
+        high=ratio.high,
+        runs=ratio.runs,
     )
 
+
+def _ratios(pairs: Iterable[tuple[float, float]]) -> list[float]:
+    """Each round's first side ÷ its second."""
+    return [a / b for a, b in pairs]
+
+
+def _cpu_deleting(sizes: Sizes, tmp: Path) -> Figure:
     calls, due = calls_for_due(sizes.cpu_deleted, seed=SEED, agents=sizes.agents, now=NOW)
     spec = SandboxSpec(seed=SEED, agents=sizes.agents, calls=calls, now=NOW)
     everything = policies.write(tmp, "everything", policies.DELETE_EVERYTHING)
-    with sandbox(spec) as url:
-        tool = run_tool(url, everything, tmp / "cpu-delete", execute=True)
-        tool_deleted = read_counts(url).deletions
-    with sandbox(spec) as url:
-        sdk = _script("sdk_list.py", url, tmp / "sdk-delete", "--delete", "--now", NOW)
-        sdk_deleted = read_counts(url).deletions
-    if not tool_deleted or not sdk_deleted:
-        raise BenchError("nothing was deleted")
-    tool_k, sdk_k = tool.cpu_s / tool_deleted * 1000, sdk.cpu_s / sdk_deleted * 1000
-    deleting = Figure(
+    per_k: list[tuple[float, float]] = []  # CPU s per 1000 deletions: tool, SDK
+    deleted: set[int] = set()
+    for r in range(sizes.repeats):
+        with sandbox(spec) as url:
+            tool = run_tool(url, everything, tmp / f"cpu-delete-{r}", execute=True)
+            tool_deleted = read_counts(url).deletions
+        with sandbox(spec) as url:
+            sdk = _script("sdk_list.py", url, tmp / f"sdk-delete-{r}", "--delete", "--now", NOW)
+            sdk_deleted = read_counts(url).deletions
+        if not tool_deleted or not sdk_deleted:
+            raise BenchError("nothing was deleted")
+        deleted |= {tool_deleted, sdk_deleted}
+        per_k.append((tool.cpu_s / tool_deleted * 1000, sdk.cpu_s / sdk_deleted * 1000))
+    tool_k = Spread.of([t for t, _ in per_k])
+    versus = Spread.of(_ratios(per_k))
+    return Figure(
         number="3b",
         title="CPU per 1000 deletions (tool; SDK for scale)",
-        value=tool_k,
+        value=tool_k.median,
         unit="s",
         target="- (ratio target is for listing)",
         met=None,
         detail=(
-            f"tool --execute {tool_k * 1000:.0f} ms per 1000 deletions, listing and audit log "
-            f"included; the SDK listing and sending bare DELETEs one at a time (no audit, "
-            f"no decisions) {sdk_k * 1000:.0f} ms: ratio {tool_k / sdk_k:.2f} "
-            f"({tool_deleted} / {sdk_deleted} deleted of {due} due)"
+            f"tool --execute {tool_k.median * 1000:.0f} ms per 1000 deletions, listing and "
+            f"audit log included; the SDK listing and sending bare DELETEs one at a time (no "
+            f"audit, no decisions) {Spread.of([s for _, s in per_k]).median * 1000:.0f} ms "
+            f"(medians): tool / SDK {versus.median:.2f} ({versus.low:.2f}-{versus.high:.2f}); "
+            f"{'/'.join(map(str, sorted(deleted)))} deleted of {due} due"
         ),
+        low=tool_k.low,
+        high=tool_k.high,
+        runs=tool_k.runs,
     )
-    return [listing, deleting]
 
 
 def memory_flat(sizes: Sizes, tmp: Path) -> Figure:
+    """Peak RSS of a large dry run ÷ a small one, back to back each round, each on a fresh
+    sandbox and a fresh audit log (every round starts cold)."""
     twenty = policies.write(tmp, "twenty", policies.TWENTY)
     flags = ("--rate", "5000", "--concurrency", "64")
-    results: list[tuple[Measured, SandboxCounts]] = []
-    for n in (sizes.memory_small, sizes.memory_large):
-        spec = SandboxSpec(seed=SEED, agents=sizes.agents, calls=n, now=NOW)
-        with sandbox(spec) as url:
-            run = run_tool(url, twenty, tmp / f"memory-{n}", *flags)
-            results.append((run, read_counts(url)))
-    (small, _), (large, large_counts) = results
-    ratio = large.max_rss_mb / small.max_rss_mb
+    rounds: list[tuple[Measured, Measured, SandboxCounts]] = []  # small, large, its counts
+    for r in range(sizes.repeats):
+        runs: list[tuple[Measured, SandboxCounts]] = []
+        for n in (sizes.memory_small, sizes.memory_large):
+            spec = SandboxSpec(seed=SEED, agents=sizes.agents, calls=n, now=NOW)
+            with sandbox(spec) as url:
+                run = run_tool(url, twenty, tmp / f"memory-{n}-{r}", *flags)
+                runs.append((run, read_counts(url)))
+        (small, _), (large, large_counts) = runs
+        rounds.append((small, large, large_counts))
+    ratio = Spread.of([large.max_rss_mb / small.max_rss_mb for small, large, _ in rounds])
+
+    def median(of: Callable[[tuple[Measured, Measured, SandboxCounts]], float]) -> float:
+        return Spread.of([of(r) for r in rounds]).median
+
     return Figure(
         number="4",
         title="peak RSS of dry runs, 1M / 20k calls"
         if sizes.memory_large >= 10**6
         else f"peak RSS of dry runs, {sizes.memory_large} / {sizes.memory_small} calls",
-        value=ratio,
+        value=ratio.median,
         unit="x",
         target="<= 1.2",
-        met=at_most(ratio, 1.2),
+        met=at_most(ratio.median, 1.2),
         detail=(
-            f"{small.max_rss_mb:.1f} MB over {sizes.memory_small} calls ({small.wall_s:.1f} s), "
-            f"{large.max_rss_mb:.1f} MB over {sizes.memory_large} calls ({large.wall_s:.1f} s, "
-            f"{large_counts.api_requests / large.wall_s:.0f} requests/s); "
+            f"{median(lambda r: r[0].max_rss_mb):.1f} MB over {sizes.memory_small} calls "
+            f"({median(lambda r: r[0].wall_s):.1f} s), "
+            f"{median(lambda r: r[1].max_rss_mb):.1f} MB over {sizes.memory_large} calls "
+            f"({median(lambda r: r[1].wall_s):.1f} s, "
+            f"{median(lambda r: r[1].cpu_s):.1f} s CPU, "
+            f"{median(lambda r: r[2].api_requests / r[1].cpu_s):.0f} requests per CPU second) "
+            f"(medians); per round {_rounds(r[1].max_rss_mb / r[0].max_rss_mb for r in rounds)}; "
             f"flags {' '.join(flags)}"
         ),
+        low=ratio.low,
+        high=ratio.high,
+        runs=ratio.runs,
     )
