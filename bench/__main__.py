@@ -1,6 +1,6 @@
 """`python -m bench`: run the benchmarks, print the table, optionally record it.
 
-.venv/bin/python -m bench                 # full figures (about 8 minutes on 2 cores)
+.venv/bin/python -m bench                 # full figures, 3 rounds each (most of an hour here)
 .venv/bin/python -m bench --quick         # smoke mode: tiny sizes, proves it works
 .venv/bin/python -m bench --only rate,engine --write docs/BENCHMARKS.md
 .venv/bin/python -m bench --only startup --repeat 5   # median, min, max of 5 rounds

@@ -7,13 +7,12 @@ import gzip
 import shutil
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench import policies
 from bench.dataset import parse_now
 from bench.figures import Figure, Spread, at_most
-from bench.procs import measure, retention_argv
+from bench.procs import Measured, measure, retention_argv
 from bench.sizes import NOW, Sizes
 from retention.audit.synth import synthesize
 from retention.policy.engine import decide
@@ -63,43 +62,34 @@ def policy_engine(sizes: Sizes, tmp: Path) -> Figure:
     )
 
 
-@dataclass(frozen=True)
-class Verified:
-    """One `retention audit verify` run: its peak RSS (MB), wall and CPU seconds."""
-
-    rss_mb: float
-    wall_s: float
-    cpu_s: float
-
-
-def _verify(log: Path, work: Path) -> Verified:
+def _verify(log: Path, work: Path) -> Measured:
     """`retention audit verify LOG` in a child process."""
     run = measure(retention_argv("audit", "verify", str(log)), workdir=work)
     if run.exit_code != 0:
         raise RuntimeError(f"audit verify exited {run.exit_code}: {run.stderr.strip()[-300:]}")
-    return Verified(run.max_rss_mb, run.wall_s, run.cpu_s)
+    return run
 
 
 def _verify_rounds(
     small: Path, large: Path, sizes: Sizes
-) -> tuple[Spread, list[tuple[Verified, Verified]]]:
+) -> tuple[Spread, list[tuple[Measured, Measured]]]:
     """Verify the small log, then the large one, back to back each round: the large peak
     RSS ÷ the small one, median of rounds."""
     rounds = [
         (_verify(small, small.parent), _verify(large, large.parent)) for _ in range(sizes.repeats)
     ]
-    return Spread.of([b.rss_mb / a.rss_mb for a, b in rounds]), rounds
+    return Spread.of([b.max_rss_mb / a.max_rss_mb for a, b in rounds]), rounds
 
 
-def _verify_detail(lines: int, rounds: list[tuple[Verified, Verified]]) -> str:
+def _verify_detail(lines: int, rounds: list[tuple[Measured, Measured]]) -> str:
     def median(values: Iterable[float]) -> float:
         return Spread.of(list(values)).median
 
     large_cpu = median(b.cpu_s for _, b in rounds)
+    small_mb, large_mb = (median(r[i].max_rss_mb for r in rounds) for i in (0, 1))
     return (
-        f"{median(a.rss_mb for a, _ in rounds):.1f} MB vs {median(b.rss_mb for _, b in rounds):.1f}"
-        f" MB (medians); per round "
-        + ", ".join(f"{b.rss_mb / a.rss_mb:.3f}" for a, b in rounds)
+        f"{small_mb:.1f} MB vs {large_mb:.1f} MB (medians); per round "
+        + ", ".join(f"{b.max_rss_mb / a.max_rss_mb:.3f}" for a, b in rounds)
         + f"; {lines:,} lines verified in {median(b.wall_s for _, b in rounds):.1f} s wall, "
         f"{large_cpu:.1f} s CPU ({lines / large_cpu:,.0f} lines per CPU second)"
     )
