@@ -51,7 +51,9 @@ def listed(old_tree: str, tmp: Path, agents: int, calls: int) -> None:
     shape = listing.Shape("-", agents, calls, 1.0)
     bound, longest, total, listers, largest = listing.bound_seconds(shape)
     policy = policies.write(tmp, "twenty", policies.TWENTY)
-    spec = SandboxSpec(seed=SEED, agents=agents, calls=calls, now=NOW, latency_ms=LATENCY)
+    spec = SandboxSpec(
+        seed=SEED, agents=agents, calls=calls, now=NOW, latency_ms=listing.LATENCY_MS
+    )
     with sandbox(spec) as url:
         for n, side in enumerate(SIDES):
             use(side, old_tree)
