@@ -1,7 +1,9 @@
 """Figures 12 (K = 8) and 13, side by side with an older tree, alternately, in one
 invocation: `python -m bench.sides OLD_TREE adaptive` or `python -m bench.sides
 OLD_TREE listing AGENTS CALLS`, where OLD_TREE holds an older checkout (`git archive
-REV | tar -x -C OLD_TREE`), run through PYTHONPATH. Each side runs twice."""
+REV | tar -x -C OLD_TREE`), run through PYTHONPATH. Each side runs twice.
+`python -m bench.sides OLD_TREE sandbox` swaps the sandbox instead of the tool: a bare
+cursor loop's time a page at 50 ms latency against each tree's sandbox."""
 
 from __future__ import annotations
 
@@ -51,7 +53,9 @@ def listed(old_tree: str, tmp: Path, agents: int, calls: int) -> None:
     shape = listing.Shape("-", agents, calls, 1.0)
     bound, longest, total, listers, largest = listing.bound_seconds(shape)
     policy = policies.write(tmp, "twenty", policies.TWENTY)
-    spec = SandboxSpec(seed=SEED, agents=agents, calls=calls, now=NOW, latency_ms=LATENCY)
+    spec = SandboxSpec(
+        seed=SEED, agents=agents, calls=calls, now=NOW, latency_ms=listing.LATENCY_MS
+    )
     with sandbox(spec) as url:
         for n, side in enumerate(SIDES):
             use(side, old_tree)
@@ -73,11 +77,27 @@ def listed(old_tree: str, tmp: Path, agents: int, calls: int) -> None:
 LATENCY = listing.LATENCY_MS / 1000
 
 
+def sandbox_pages(old_tree: str, tmp: Path) -> None:
+    shape = listing.Shape("-", 1, 15_000, 1.0)
+    _, longest, _, _, largest = listing.bound_seconds(shape)
+    spec = SandboxSpec(seed=SEED, agents=1, calls=15_000, now=NOW, latency_ms=listing.LATENCY_MS)
+    os.chdir(tmp)  # `python -m` puts the working directory first: away from this tree
+    for side in SIDES:
+        use(side, old_tree)
+        with sandbox(spec) as url:
+            chain, _ = listing.bare_chain(url, largest)
+        print(
+            f"{side} sandbox: a bare chain took {chain / longest * 1000:.2f} ms a page", flush=True
+        )
+
+
 def main(argv: list[str]) -> None:
     old_tree, what, *rest = argv
     tmp = Path(tempfile.mkdtemp(prefix="bench-sides-"))
     if what == "adaptive":
         adaptive(old_tree, tmp)
+    elif what == "sandbox":
+        sandbox_pages(old_tree, tmp)
     else:
         listed(old_tree, tmp, int(rest[0]), int(rest[1]))
 

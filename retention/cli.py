@@ -665,7 +665,11 @@ _SHARE = _FiniteFloat(0.0, 1.0)
     type=_FiniteFloat(min=0),
     default=0.0,
     show_default=True,
-    help="Milliseconds added to every API request.",
+    help=(
+        "Response time of every API request, in milliseconds from its arrival to its"
+        " answer, the sandbox's own work included (429s from --rate or --max-in-flight"
+        " answer at once)."
+    ),
 )
 @click.option(
     "--jitter-ms",

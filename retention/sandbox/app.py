@@ -1,8 +1,11 @@
 """The sandbox: a Cartesia-compatible Agents API as a plain ASGI3 application.
 
-Every API request passes the fault knobs first (limits, latency, 5xx, drops),
-then auth and version checks, then its route; `/_sandbox/...` test hooks skip
-all of that. Tests drive it in-process (httpx.ASGITransport) or under uvicorn.
+Every API request passes the fault knobs first (limits, 5xx, drops), then auth
+and version checks, then its route; `/_sandbox/...` test hooks skip all of that.
+`latency_ms` is a response time: each admitted request's answer, whatever it is,
+leaves that long after the request arrived, the sandbox's own work included (a
+request refused by `rate` or `max_in_flight` is answered at once). Tests drive
+it in-process (httpx.ASGITransport) or under uvicorn.
 
 Where API.md is silent, the sandbox chooses (and `Behaviour` can switch):
 - `next_page` is the id of the page's last call (the SDK pages by that id too),
@@ -142,19 +145,44 @@ class SandboxApp:
         await _send(send, reply)
 
     async def _serve(self, route: str, handler: _Handler, scope: Scope, send: Send) -> Reply:
+        """Work out the answer at once, then hold it until `latency_ms` after arrival.
+
+        The latency is the API's response time, its own work included: a page that
+        takes 2 ms to build still leaves 50 ms after its request arrived, not 52.
+        Every outcome leaves at that deadline, injected 5xx and drops alike.
+        """
         faults = self.faults
+        deadline = None
         if faults.latency_ms or faults.jitter_ms:
             jitter = self._rng.uniform(-faults.jitter_ms, faults.jitter_ms)
-            await anyio.sleep(max(0.0, faults.latency_ms + jitter) / 1000)
+            deadline = anyio.current_time() + max(0.0, faults.latency_ms + jitter) / 1000
+        try:
+            reply = self._answer(route, handler, scope, faults)
+        except _Dropped:
+            await _until(deadline)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"64")],
+                }
+            )
+            raise DroppedConnection("sandbox dropped the connection (drop_rate)") from None
+        except _Failed as failure:
+            reply = failure.reply
+        await _until(deadline)
+        return reply
+
+    def _answer(self, route: str, handler: _Handler, scope: Scope, faults: Faults) -> Reply:
         deferred = faults.after_effect and route.startswith("DELETE")
         if not deferred:
-            await self._maybe_fail(route, faults, send)
+            self._maybe_fail(route, faults)
         refused = self._check_headers(scope)
         if refused is not None:
             return refused
         reply = handler(scope)
         if deferred:
-            await self._maybe_fail(route, faults, send)
+            self._maybe_fail(route, faults)
         if reply.status == 200 and faults.malformed_rate and self._roll(faults.malformed_rate):
             self.stats.malformed[route] += 1
             return Reply(200, reply.body[: len(reply.body) // 2] + b"<!-- upstream", reply.headers)
@@ -184,17 +212,10 @@ class SandboxApp:
             )
         return None
 
-    async def _maybe_fail(self, route: str, faults: Faults, send: Send) -> None:
+    def _maybe_fail(self, route: str, faults: Faults) -> None:
         if faults.drop_rate and self._roll(faults.drop_rate):
             self.stats.dropped[route] += 1
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-length", b"64")],
-                }
-            )
-            raise DroppedConnection("sandbox dropped the connection (drop_rate)")
+            raise _Dropped
         if faults.error_rate and self._roll(faults.error_rate):
             status = self._rng.choice(_5XX)
             raise _Failed(error_reply(status, "server_error", "Injected upstream failure."))
@@ -320,6 +341,10 @@ class SandboxApp:
 _Handler = Callable[[Scope], Reply]
 
 
+class _Dropped(Exception):
+    """Short-circuits a request whose connection is to be cut (drop_rate)."""
+
+
 class _Failed(Exception):
     """Short-circuits a request with an injected error reply."""
 
@@ -350,6 +375,12 @@ def _supported_version(version: str) -> bool:
         return date.fromisoformat(version) >= OLDEST_VERSION
     except ValueError:
         return False
+
+
+async def _until(deadline: float | None) -> None:
+    """Sleep until `deadline` (anyio's clock); at once when it has passed or is None."""
+    if deadline is not None:
+        await anyio.sleep(max(0.0, deadline - anyio.current_time()))
 
 
 async def _send(send: Send, reply: Reply) -> None:

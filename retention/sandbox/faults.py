@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 class Faults:
     rate: float | None = None  # requests per second over all API routes; over it: 429
     max_in_flight: int | None = None  # concurrent API requests; over it: 429
-    latency_ms: float = 0.0  # added to every API request
+    latency_ms: float = 0.0  # response time of every admitted API request, work included
     jitter_ms: float = 0.0  # +/- uniformly around latency_ms
     error_rate: float = 0.0  # share of requests answered 5xx
     drop_rate: float = 0.0  # share of connections dropped mid-response
