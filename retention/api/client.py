@@ -84,8 +84,10 @@ _log = get_logger(__name__)
 class Gate(Protocol):
     """Admission control shared by every request (implemented by api.limiter.RateLimiter)."""
 
-    def slot(self) -> AbstractAsyncContextManager[None]:
-        """Wait for a rate token and an in-flight place; hold the place while inside."""
+    def slot(self, *, ahead: bool = False) -> AbstractAsyncContextManager[None]:
+        """Wait for a rate token and an in-flight place; hold the place while inside.
+        `ahead`: a read the run's other work waits on (a page, a call's state), let in
+        before the requests already waiting, where the gate queues them."""
         ...
 
     def throttled(self, retry_after: float | None) -> None:
@@ -101,7 +103,7 @@ class _OpenGate:
     """No limits: for one-off use; a run always passes its RateLimiter."""
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, *, ahead: bool = False) -> AsyncIterator[None]:
         yield
 
     def throttled(self, retry_after: float | None) -> None:
@@ -424,7 +426,9 @@ class CartesiaClient:
         if attempts.method == "DELETE" and attempts.reached:
             self.stats.deletes_resent += 1
         try:
-            async with self.gate.slot():
+            # Reads go ahead of waiting DELETEs: a page feeds every worker, and a page
+            # queued behind a full gate's DELETEs would slow its agent's whole chain.
+            async with self.gate.slot(ahead=attempts.method == "GET"):
                 if attempts.started is None:
                     attempts.started = anyio.current_time()
                 self.stats.requests += 1

@@ -103,8 +103,9 @@ class RateLimiter:
         return self._current
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for an in-flight place, then for a token (and the end of any pause)."""
+    async def slot(self, *, ahead: bool = False) -> AsyncIterator[None]:
+        """Wait for an in-flight place, then for a token (and the end of any pause).
+        `ahead` is accepted for the Gate protocol; here every request waits in turn."""
         async with self._places:
             await self._take_token()
             self.counters.granted += 1
@@ -386,6 +387,7 @@ class AdaptiveLimiter:
         self.max_pause = max_pause
         self.counters = LimiterCounters()
         self._waiters: deque[anyio.Event] = deque()
+        self._reads: deque[anyio.Event] = deque()  # `ahead` waiters: served first
         self._paused_until = 0.0
 
     @property
@@ -393,8 +395,10 @@ class AdaptiveLimiter:
         return self.rules.allowed
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self._admit()
+    async def slot(self, *, ahead: bool = False) -> AsyncIterator[None]:
+        """An in-flight place under the limit (waiters in turn; `ahead`: before every
+        request waiting without it), then a rate token when --rate is set."""
+        await self._admit(ahead)
         try:
             if self.bucket is not None:
                 async with self.bucket.slot(), self._timed():
@@ -417,13 +421,14 @@ class AdaptiveLimiter:
         finally:
             _rtt_sample.set(anyio.current_time() - started)
 
-    async def _admit(self) -> None:
+    async def _admit(self, ahead: bool) -> None:
         rules = self.rules
-        if not self._waiters and rules.try_acquire():
+        if not self._waiters and not self._reads and rules.try_acquire():
             self._took()
             return
         event = anyio.Event()
-        self._waiters.append(event)
+        queue = self._reads if ahead else self._waiters
+        queue.append(event)
         try:
             await event.wait()
         except BaseException:
@@ -432,7 +437,7 @@ class AdaptiveLimiter:
                 self.counters.in_flight -= 1
                 self._wake()
             else:
-                self._waiters.remove(event)
+                queue.remove(event)
             raise
 
     def _took(self) -> None:
@@ -441,10 +446,10 @@ class AdaptiveLimiter:
         counters.peak_in_flight = max(counters.peak_in_flight, counters.in_flight)
 
     def _wake(self) -> None:
-        """Hand free places to waiters, first come first served."""
-        while self._waiters and self.rules.try_acquire():
+        """Hand free places to waiters: reads first, then the rest, each in turn."""
+        while (self._reads or self._waiters) and self.rules.try_acquire():
             self._took()
-            self._waiters.popleft().set()
+            (self._reads or self._waiters).popleft().set()
 
     async def _pause(self) -> None:
         # Not an Event: a later 429 may push the deadline on while we sleep.

@@ -444,7 +444,8 @@ async def _supervised(
                 incomplete = True
                 _log.error("run.recovery_incomplete", error=str(err))
             if not control.stopping and not incomplete:
-                await pipeline.run(largest_first(agents, previous_sizes(audit.fd)))
+                sizes = previous_sizes(audit.fd)
+                await pipeline.run(largest_first(agents, sizes), sizes)
                 listed = True
         finally:
             refresh()

@@ -113,10 +113,10 @@ class RunGate:
         self.control = control
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, *, ahead: bool = False) -> AsyncIterator[None]:
         if self.control.gate_closed:
             raise RunStopped("the API refused the credentials; nothing more is sent")
-        async with self.limiter.slot():
+        async with self.limiter.slot(ahead=ahead):
             if self.control.gate_closed:  # closed while this request waited its turn
                 raise RunStopped("the API refused the credentials; nothing more is sent")
             tracker = current_send.get()
