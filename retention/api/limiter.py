@@ -15,7 +15,7 @@ given, are ceilings it never exceeds.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -105,7 +105,8 @@ class RateLimiter:
     @asynccontextmanager
     async def slot(self, *, ahead: bool = False) -> AsyncIterator[None]:
         """Wait for an in-flight place, then for a token (and the end of any pause).
-        `ahead` is accepted for the Gate protocol; here every request waits in turn."""
+        `ahead` is accepted for the Gate protocol; here every request waits in turn, and
+        the place is held to the end of the block (it yields no early release)."""
         async with self._places:
             await self._take_token()
             self.counters.granted += 1
@@ -358,6 +359,31 @@ class AdaptiveLimit:
 _rtt_sample: ContextVar[float | None] = ContextVar("retention_rtt_sample", default=None)
 
 
+class _Place:
+    """One request's in-flight place: released once, early (the answer is in) or at the
+    end of its slot; its latency is from the start to that release."""
+
+    __slots__ = ("_held", "_limiter", "_started", "rtt")
+
+    def __init__(self, limiter: AdaptiveLimiter) -> None:
+        self._limiter = limiter
+        self._started: float | None = None
+        self.rtt: float | None = None
+        self._held = True
+
+    def start(self) -> None:
+        self._limiter.counters.granted += 1
+        self._started = anyio.current_time()
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        if self._started is not None:
+            self.rtt = anyio.current_time() - self._started
+        self._limiter._free()
+
+
 class AdaptiveLimiter:
     """The run's gate: adaptive concurrency (AdaptiveLimit) under two ceilings.
 
@@ -395,31 +421,31 @@ class AdaptiveLimiter:
         return self.rules.allowed
 
     @asynccontextmanager
-    async def slot(self, *, ahead: bool = False) -> AsyncIterator[None]:
+    async def slot(self, *, ahead: bool = False) -> AsyncIterator[Callable[[], None]]:
         """An in-flight place under the limit (waiters in turn; `ahead`: before every
-        request waiting without it), then a rate token when --rate is set."""
+        request waiting without it), then a rate token when --rate is set. Yields the
+        place's early release: the transport calls it the moment the answer is complete
+        (the server holds the request no longer), so the next waiter is let in before
+        this task even runs again; leaving the block releases it otherwise."""
         await self._admit(ahead)
+        place = _Place(self)
         try:
             if self.bucket is not None:
-                async with self.bucket.slot(), self._timed():
-                    yield
+                async with self.bucket.slot():
+                    place.start()
+                    yield place.release
             else:
                 await self._pause()
-                async with self._timed():
-                    yield
+                place.start()
+                yield place.release
         finally:
-            self.rules.release()
-            self.counters.in_flight -= 1
-            self._wake()
+            place.release()
+            _rtt_sample.set(place.rtt)
 
-    @asynccontextmanager
-    async def _timed(self) -> AsyncIterator[None]:
-        self.counters.granted += 1
-        started = anyio.current_time()
-        try:
-            yield
-        finally:
-            _rtt_sample.set(anyio.current_time() - started)
+    def _free(self) -> None:
+        self.rules.release()
+        self.counters.in_flight -= 1
+        self._wake()
 
     async def _admit(self, ahead: bool) -> None:
         rules = self.rules
@@ -433,9 +459,7 @@ class AdaptiveLimiter:
             await event.wait()
         except BaseException:
             if event.is_set():  # a place was handed over just now: hand it on
-                rules.release()
-                self.counters.in_flight -= 1
-                self._wake()
+                self._free()
             else:
                 queue.remove(event)
             raise

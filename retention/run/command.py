@@ -352,7 +352,9 @@ async def _run(
         retry=settings.retry,
         timeout=request_timeout(settings.timeout),
         transport=settings.transport,
-        max_connections=concurrency + LISTERS_MIN,
+        # Above the ceiling: a connection goes back to the pool only once its task runs
+        # again, while the gate lets the next request in as soon as an answer is whole.
+        max_connections=concurrency + concurrency // 2 + LISTERS_MIN,
     )
 
     def refresh() -> None:

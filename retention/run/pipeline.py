@@ -121,6 +121,14 @@ def listers_for(agents: int, ceiling: int, *, execute: bool) -> int:
     return max(1, min(agents, LISTERS_MAX, max(LISTERS_MIN, share)))
 
 
+def workers_for(ceiling: int) -> int:
+    """Delete workers: the in-flight ceiling and a quarter more. A worker spends part of
+    each deletion outside the gate (the outcome written, the next intent made durable);
+    the spare ones wait at the gate meanwhile, so no place sits idle. The gate, not the
+    number of workers, holds the requests in flight to the ceiling."""
+    return ceiling + max(1, ceiling // 4)
+
+
 Batch = list[Call | UnreadableCall]
 
 
@@ -179,7 +187,7 @@ class Pipeline:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._listing, agents, agent_send, agent_recv, calls, call_send)
                 if self.execute:
-                    for _ in range(self.concurrency):
+                    for _ in range(workers_for(self.concurrency)):
                         group.start_soon(self._worker, calls)
 
     # -- listing -------------------------------------------------------------------

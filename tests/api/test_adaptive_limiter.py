@@ -312,3 +312,19 @@ async def test_reads_waiting_go_in_before_waiting_deletes_each_kind_in_turn() ->
         release.set()
     assert order == ["read1", "read2", "delete1", "delete2"]
     assert limiter.counters.peak_in_flight == 1
+
+
+@pytest.mark.anyio
+async def test_the_early_release_frees_the_place_at_once_and_only_once() -> None:
+    limiter = AdaptiveLimiter(1)
+    async with limiter.slot() as release:
+        assert limiter.counters.in_flight == 1
+        release()  # the answer is in: the place is free before the block ends
+        release()
+        assert limiter.counters.in_flight == 0
+        with anyio.fail_after(5):
+            async with limiter.slot():  # not a second place: the first one, freed
+                assert limiter.counters.in_flight == 1
+    assert limiter.counters.in_flight == 0
+    assert limiter.rules.in_flight == 0
+    assert limiter.counters.peak_in_flight == 1
