@@ -84,6 +84,18 @@ _log = get_logger(__name__)
 Answered = Callable[[], None]
 
 
+def _release_on_success(answered: Answered) -> Callable[[int], None]:
+    """The transport's ON_ANSWER: a success frees its place before its task runs again.
+    An error answer keeps it until handled: a 401 closes the gate and a 429 cuts the
+    limit before anyone else is let in."""
+
+    def on_answer(status: int) -> None:
+        if 200 <= status < 300:
+            answered()
+
+    return on_answer
+
+
 class Gate(Protocol):
     """Admission control shared by every request (implemented by api.limiter.RateLimiter)."""
 
@@ -432,10 +444,14 @@ class CartesiaClient:
             self.stats.deletes_resent += 1
         try:
             # Reads go ahead of waiting DELETEs: a page feeds every worker, and a page
-            # queued behind a full gate's DELETEs would slow its agent's whole chain.
-            async with self.gate.slot(ahead=attempts.method == "GET") as answered:
+            # queued behind a full gate's DELETEs would slow its agent's whole chain. Not
+            # once answered 429: a retry let straight in would spend its 429 budget in
+            # the first second of a storm, before the limits have come down to the API's.
+            ahead = attempts.method == "GET" and not attempts.throttles
+            async with self.gate.slot(ahead=ahead) as answered:
                 if answered is not None:  # a fresh dict: the built ones share theirs
-                    request.extensions = {**request.extensions, ON_ANSWER: answered}
+                    on_answer = _release_on_success(answered)
+                    request.extensions = {**request.extensions, ON_ANSWER: on_answer}
                 if attempts.started is None:
                     attempts.started = anyio.current_time()
                 self.stats.requests += 1

@@ -53,6 +53,43 @@ def _paused(until: float, now: float, retry_after: float | None, limiter: _Pausi
     return asked
 
 
+class _Turns:
+    """One holder at a time; waiting reads go before the others, each line in order."""
+
+    def __init__(self) -> None:
+        self._busy = False  # stays set while a turn is handed from one holder to the next
+        self._reads: deque[anyio.Event] = deque()
+        self._others: deque[anyio.Event] = deque()
+
+    @asynccontextmanager
+    async def turn(self, ahead: bool) -> AsyncIterator[None]:
+        if self._busy:
+            event = anyio.Event()
+            line = self._reads if ahead else self._others
+            line.append(event)
+            try:
+                await event.wait()
+            except BaseException:
+                if event.is_set():  # the turn was handed over just now: hand it on
+                    self._hand_on()
+                else:
+                    line.remove(event)
+                raise
+        else:
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        line = self._reads or self._others
+        if line:
+            line.popleft().set()
+        else:
+            self._busy = False
+
+
 class RateLimiter:
     """Token bucket (`rate` per second, `burst` deep) plus an in-flight cap (`concurrency`)."""
 
@@ -96,7 +133,7 @@ class RateLimiter:
         self._paused_until = 0.0
         self._last_decrease: float | None = None
         self._places = anyio.Semaphore(concurrency)
-        self._bucket_lock = anyio.Lock()  # waiters take tokens one at a time, in order
+        self._turns = _Turns()  # waiters take tokens one at a time: reads first
 
     @property
     def current_rate(self) -> float:
@@ -105,10 +142,10 @@ class RateLimiter:
     @asynccontextmanager
     async def slot(self, *, ahead: bool = False) -> AsyncIterator[None]:
         """Wait for an in-flight place, then for a token (and the end of any pause).
-        `ahead` is accepted for the Gate protocol; here every request waits in turn, and
-        the place is held to the end of the block (it yields no early release)."""
+        `ahead`: a read, which waits for its token apart from the others (below); the
+        place is held to the end of the block (it yields no early release)."""
         async with self._places:
-            await self._take_token()
+            await self._take_token(ahead)
             self.counters.granted += 1
             self.counters.in_flight += 1
             self.counters.peak_in_flight = max(
@@ -119,17 +156,34 @@ class RateLimiter:
             finally:
                 self.counters.in_flight -= 1
 
-    async def _take_token(self) -> None:
-        async with self._bucket_lock:
+    async def token(self, *, ahead: bool = False) -> None:
+        """Only a token (and the end of any pause), no in-flight place: for a gate that
+        bounds requests in flight itself (AdaptiveLimiter)."""
+        await self._take_token(ahead)
+        self.counters.granted += 1
+
+    async def _take_token(self, ahead: bool = False) -> None:
+        """Tokens go out in turn, reads (`ahead`) before the others: a read waits for the
+        token being waited for now, not behind every request queued before it (a page
+        or a confirming read is what the others wait on)."""
+        async with self._turns.turn(ahead):
+            due: float | None = None  # when the token slept for was due
             while True:
                 now = anyio.current_time()
-                self._refill(now)
+                # Woken a little late for a token: count the next one from when this one
+                # was due, not from now, so lateness does not lower the rate (with a
+                # burst of one it could not be made up). Never more than one interval.
+                late = due is not None and 0 <= now - due < 1 / self._current
+                self._refill(due if late and due is not None else now)
                 wait = max(self._paused_until - now, 0.0)
-                if wait <= 0 and self._tokens >= 1:
-                    self._tokens -= 1
+                if wait <= 0 and self._tokens >= 1 - 1e-9:  # a whole one, up to rounding
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
                 if wait <= 0:
                     wait = (1 - self._tokens) / self._current
+                    due = now + wait
+                else:
+                    due = None
                 # Re-checked after the sleep: a 429 meanwhile may have lengthened the pause.
                 await anyio.sleep(wait)
 
@@ -431,13 +485,11 @@ class AdaptiveLimiter:
         place = _Place(self)
         try:
             if self.bucket is not None:
-                async with self.bucket.slot():
-                    place.start()
-                    yield place.release
+                await self.bucket.token(ahead=ahead)  # in flight: bounded here, not there
             else:
                 await self._pause()
-                place.start()
-                yield place.release
+            place.start()
+            yield place.release
         finally:
             place.release()
             _rtt_sample.set(place.rtt)

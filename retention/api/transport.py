@@ -66,8 +66,8 @@ def request_bytes(request: httpx.Request, body: bytes) -> bytes:
     return b"".join(parts)
 
 
-# A request extension: called, without arguments, as soon as the response's last byte
-# is parsed, before the waiting task runs (the gate frees the request's place then).
+# A request extension: called with the status code as soon as the response's last byte
+# is parsed, before the waiting task runs (the gate may free the request's place then).
 ON_ANSWER: Final = "retention.on_answer"
 
 
@@ -102,7 +102,7 @@ class _Connection(asyncio.Protocol):
         self._last_read = 0.0
         self._read_timeout = 0.0
         self._timer: asyncio.TimerHandle | None = None  # the read deadline, re-armed
-        self._on_answer: Callable[[], None] | None = None  # ON_ANSWER of the current request
+        self._on_answer: Callable[[int], None] | None = None  # ON_ANSWER of this request
 
     # asyncio's callbacks
 
@@ -126,7 +126,7 @@ class _Connection(asyncio.Protocol):
             return
         if response is not None:
             try:
-                self._answered()
+                self._answered(response.status)
             finally:
                 waiter.set_result(response)
 
@@ -162,14 +162,14 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(err)
             return
         try:
-            self._answered()
+            self._answered(response.status)
         finally:
             waiter.set_result(response)
 
-    def _answered(self) -> None:
+    def _answered(self, status: int) -> None:
         on_answer, self._on_answer = self._on_answer, None
         if on_answer is not None:
-            on_answer()
+            on_answer(status)
 
     # ours
 
@@ -198,7 +198,7 @@ class _Connection(asyncio.Protocol):
         head_only: bool,
         read_timeout: float | None,
         write_timeout: float | None,
-        on_answer: Callable[[], None] | None = None,
+        on_answer: Callable[[int], None] | None = None,
     ) -> RawResponse:
         """Send one request, return its response; the connection is left for the caller
         to keep or abort."""

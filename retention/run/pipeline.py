@@ -16,6 +16,7 @@ run/sizes.py); listers scale with the agents and the in-flight ceiling (`listers
 and each lister fetches an agent's next page while the current one is decided (one
 page ahead, no more: at most two pages per lister are held; the decider yields every
 `DECIDE_STRIDE` calls, so that next request goes out before the page is decided).
+A page's due calls go to the hand-over as one batch, once the page is decided.
 """
 
 from __future__ import annotations
@@ -251,14 +252,16 @@ class Pipeline:
                         failure = batch
                         break
                     listed += len(batch)
-                    priority = self._still_to_list(agent.id, listed)
+                    due: list[Work] = []  # at most a page
                     for index, call in enumerate(batch, 1):
                         if isinstance(call, UnreadableCall):
                             self._unreadable(agent, call)
-                        else:
-                            await self._consider(agent, call, calls, priority)
+                        elif (work := self._consider(agent, call)) is not None:
+                            due.append(work)
                         if not index % DECIDE_STRIDE:
                             await checkpoint()
+                    if due:
+                        await calls.send_batch(due, self._still_to_list(agent.id, listed))
         self.stats.listed_by_agent[agent.id] = listed
         if failure is not None:
             raise failure
@@ -298,16 +301,15 @@ class Pipeline:
         shown = call.id if is_valid_id(call.id) else None  # an odd id may hold anything
         _log.warning("run.call_unreadable", call_id=shown, agent_id=agent.id, problem=call.problem)
 
-    async def _consider(
-        self, agent: Agent, call: Call, calls: Sender[Work], priority: float
-    ) -> None:
+    def _consider(self, agent: Agent, call: Call) -> Work | None:
+        """Decide one call and count it; the work to hand to the workers, if any."""
         stats = self.stats
         stats.scanned += 1
         if not is_valid_id(call.id):
             # Never put it into a URL: kept, counted and named (by agent, not by its id).
             stats.skipped[ListingSkip.INVALID_ID.value] += 1
             _log.warning("run.invalid_call_id", agent_id=agent.id, problem=id_problem(call.id))
-            return
+            return None
         masks = stats.match_masks
         decision = decide(self.policies, call, self.now, agent.id, agent.name or None, masks)
         if len(masks) >= MATCH_MASKS:
@@ -316,7 +318,7 @@ class Pipeline:
         if self.plan is not None:
             planned = self.plan.lookup(call.id)
             if planned is not None and not self.plan.mark(planned[0]):
-                return  # listed twice: a planned call is considered once
+                return None  # listed twice: a planned call is considered once
             if planned is not None and decision.action is not Action.DELETE:
                 self._dropped(agent, call, planned[1], decision)
         if decision.action is Action.SKIP:
@@ -344,13 +346,13 @@ class Pipeline:
             if self.plan is not None and planned is None:
                 # Due now, but nobody approved it: never deleted by `apply`.
                 self._record(Work(call, agent, policy), Outcome.NOT_IN_PLAN)
-                return
+                return None
             if self.planner is not None:
                 self.planner.add(_planned(call, agent, policy, self.now))
             if self.execute:
-                await calls.send(Work(call, agent, policy), priority)
-            else:
-                self._record(Work(call, agent, policy), Outcome.WOULD_DELETE)
+                return Work(call, agent, policy)
+            self._record(Work(call, agent, policy), Outcome.WOULD_DELETE)
+        return None
 
     def _sweep_skipped(self, agent: Agent, call: Call, reason: Reason) -> None:
         """A skipped call each sweep matched: counted by reason for its account."""
