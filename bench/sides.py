@@ -1,5 +1,6 @@
-"""Figures 12 (K = 8) and 13, side by side with an older tree, alternately, in one
-invocation: `python -m bench.sides OLD_TREE adaptive` or `python -m bench.sides
+"""Figures 12 and 13, side by side with an older tree, alternately, in one
+invocation: `python -m bench.sides OLD_TREE adaptive [K [DUE]]` (default K = 8 with
+1500 due calls; each execute run after a dry run on its log) or `python -m bench.sides
 OLD_TREE listing AGENTS CALLS`, where OLD_TREE holds an older checkout (`git archive
 REV | tar -x -C OLD_TREE`), run through PYTHONPATH. Each side runs twice.
 `python -m bench.sides OLD_TREE sandbox` swaps the sandbox instead of the tool: a bare
@@ -30,17 +31,17 @@ def use(side: str, old_tree: str) -> None:
         os.environ.pop("PYTHONPATH", None)
 
 
-def adaptive(old_tree: str, tmp: Path) -> None:
+def adaptive(old_tree: str, tmp: Path, k: int, due: int) -> None:
     policy = policies.write(tmp, "everything", policies.DELETE_EVERYTHING)
-    calls, _ = calls_for_due(1500, seed=SEED, agents=AGENTS, now=NOW)
+    calls, _ = calls_for_due(due, seed=SEED, agents=AGENTS, now=NOW)
     spec = SandboxSpec(
-        seed=SEED, agents=AGENTS, calls=calls, now=NOW, max_in_flight=8, latency_ms=LATENCY_MS
+        seed=SEED, agents=AGENTS, calls=calls, now=NOW, max_in_flight=k, latency_ms=LATENCY_MS
     )
-    ideal = 8 / (LATENCY_MS / 1000)
+    ideal = k / (LATENCY_MS / 1000)
     for n, side in enumerate(SIDES):
         use(side, old_tree)
-        found = one_run(spec, policy, tmp / f"adaptive-{n}")
-        told = one_run(spec, policy, tmp / f"told-{n}", "--concurrency", "8")
+        found = one_run(spec, policy, tmp / f"adaptive-{n}", warm=True)
+        told = one_run(spec, policy, tmp / f"told-{n}", "--concurrency", str(k), warm=True)
         print(
             f"{side}: adaptive {found.ok_per_s:.1f}/s = {found.ok_per_s / ideal:.3f} of "
             f"K/latency, 429s {found.share_429:.2%}; told {told.ok_per_s:.1f}/s; "
@@ -95,7 +96,8 @@ def main(argv: list[str]) -> None:
     old_tree, what, *rest = argv
     tmp = Path(tempfile.mkdtemp(prefix="bench-sides-"))
     if what == "adaptive":
-        adaptive(old_tree, tmp)
+        k = int(rest[0]) if rest else 8
+        adaptive(old_tree, tmp, k, int(rest[1]) if len(rest) > 1 else 1500)
     elif what == "sandbox":
         sandbox_pages(old_tree, tmp)
     else:

@@ -44,7 +44,7 @@ from retention.api.ids import id_problem
 from retention.api.models import API_VERSION, Agent, Call, UnreadableCall
 from retention.api.paging import LIST_ROUTE, PageWalk
 from retention.api.retry import GiveUp, RetryPolicy, parse_retry_after
-from retention.api.transport import LeanTransport
+from retention.api.transport import ON_ANSWER, LeanTransport
 from retention.log import get_logger, register_secret
 from retention.settings import check_api_key, check_base_url, ignored_proxy
 
@@ -81,11 +81,30 @@ WHOLE_REQUEST_TIMEOUT: Final = "WholeRequestTimeout"  # the --timeout bound on o
 _log = get_logger(__name__)
 
 
+Answered = Callable[[], None]
+
+
+def _release_on_success(answered: Answered) -> Callable[[int], None]:
+    """The transport's ON_ANSWER: a success frees its place before its task runs again.
+    An error answer keeps it until handled: a 401 closes the gate and a 429 cuts the
+    limit before anyone else is let in."""
+
+    def on_answer(status: int) -> None:
+        if 200 <= status < 300:
+            answered()
+
+    return on_answer
+
+
 class Gate(Protocol):
     """Admission control shared by every request (implemented by api.limiter.RateLimiter)."""
 
-    def slot(self) -> AbstractAsyncContextManager[None]:
-        """Wait for a rate token and an in-flight place; hold the place while inside."""
+    def slot(self, *, ahead: bool = False) -> AbstractAsyncContextManager[Answered | None]:
+        """Wait for a rate token and an in-flight place; hold the place while inside.
+        `ahead`: a read the run's other work waits on (a page, a call's state), let in
+        before the requests already waiting, where the gate queues them. It may yield a
+        callable that frees the place early: the transport calls it once the answer's
+        last byte is in (`transport.ON_ANSWER`)."""
         ...
 
     def throttled(self, retry_after: float | None) -> None:
@@ -101,8 +120,8 @@ class _OpenGate:
     """No limits: for one-off use; a run always passes its RateLimiter."""
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        yield
+    async def slot(self, *, ahead: bool = False) -> AsyncIterator[Answered | None]:
+        yield None
 
     def throttled(self, retry_after: float | None) -> None:
         pass
@@ -424,7 +443,15 @@ class CartesiaClient:
         if attempts.method == "DELETE" and attempts.reached:
             self.stats.deletes_resent += 1
         try:
-            async with self.gate.slot():
+            # Reads go ahead of waiting DELETEs: a page feeds every worker, and a page
+            # queued behind a full gate's DELETEs would slow its agent's whole chain. Not
+            # once answered 429: a retry let straight in would spend its 429 budget in
+            # the first second of a storm, before the limits have come down to the API's.
+            ahead = attempts.method == "GET" and not attempts.throttles
+            async with self.gate.slot(ahead=ahead) as answered:
+                if answered is not None:  # a fresh dict: the built ones share theirs
+                    on_answer = _release_on_success(answered)
+                    request.extensions = {**request.extensions, ON_ANSWER: on_answer}
                 if attempts.started is None:
                     attempts.started = anyio.current_time()
                 self.stats.requests += 1

@@ -15,7 +15,7 @@ given, are ceilings it never exceeds.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -51,6 +51,43 @@ def _paused(until: float, now: float, retry_after: float | None, limiter: _Pausi
         return until
     limiter.counters.pauses += 1
     return asked
+
+
+class _Turns:
+    """One holder at a time; waiting reads go before the others, each line in order."""
+
+    def __init__(self) -> None:
+        self._busy = False  # stays set while a turn is handed from one holder to the next
+        self._reads: deque[anyio.Event] = deque()
+        self._others: deque[anyio.Event] = deque()
+
+    @asynccontextmanager
+    async def turn(self, ahead: bool) -> AsyncIterator[None]:
+        if self._busy:
+            event = anyio.Event()
+            line = self._reads if ahead else self._others
+            line.append(event)
+            try:
+                await event.wait()
+            except BaseException:
+                if event.is_set():  # the turn was handed over just now: hand it on
+                    self._hand_on()
+                else:
+                    line.remove(event)
+                raise
+        else:
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        line = self._reads or self._others
+        if line:
+            line.popleft().set()
+        else:
+            self._busy = False
 
 
 class RateLimiter:
@@ -96,17 +133,19 @@ class RateLimiter:
         self._paused_until = 0.0
         self._last_decrease: float | None = None
         self._places = anyio.Semaphore(concurrency)
-        self._bucket_lock = anyio.Lock()  # waiters take tokens one at a time, in order
+        self._turns = _Turns()  # waiters take tokens one at a time: reads first
 
     @property
     def current_rate(self) -> float:
         return self._current
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for an in-flight place, then for a token (and the end of any pause)."""
+    async def slot(self, *, ahead: bool = False) -> AsyncIterator[None]:
+        """Wait for an in-flight place, then for a token (and the end of any pause).
+        `ahead`: a read, which waits for its token apart from the others (below); the
+        place is held to the end of the block (it yields no early release)."""
         async with self._places:
-            await self._take_token()
+            await self._take_token(ahead)
             self.counters.granted += 1
             self.counters.in_flight += 1
             self.counters.peak_in_flight = max(
@@ -117,17 +156,34 @@ class RateLimiter:
             finally:
                 self.counters.in_flight -= 1
 
-    async def _take_token(self) -> None:
-        async with self._bucket_lock:
+    async def token(self, *, ahead: bool = False) -> None:
+        """Only a token (and the end of any pause), no in-flight place: for a gate that
+        bounds requests in flight itself (AdaptiveLimiter)."""
+        await self._take_token(ahead)
+        self.counters.granted += 1
+
+    async def _take_token(self, ahead: bool = False) -> None:
+        """Tokens go out in turn, reads (`ahead`) before the others: a read waits for the
+        token being waited for now, not behind every request queued before it (a page
+        or a confirming read is what the others wait on)."""
+        async with self._turns.turn(ahead):
+            due: float | None = None  # when the token slept for was due
             while True:
                 now = anyio.current_time()
-                self._refill(now)
+                # Woken a little late for a token: count the next one from when this one
+                # was due, not from now, so lateness does not lower the rate (with a
+                # burst of one it could not be made up). Never more than one interval.
+                late = due is not None and 0 <= now - due < 1 / self._current
+                self._refill(due if late and due is not None else now)
                 wait = max(self._paused_until - now, 0.0)
-                if wait <= 0 and self._tokens >= 1:
-                    self._tokens -= 1
+                if wait <= 0 and self._tokens >= 1 - 1e-9:  # a whole one, up to rounding
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
                 if wait <= 0:
                     wait = (1 - self._tokens) / self._current
+                    due = now + wait
+                else:
+                    due = None
                 # Re-checked after the sleep: a 429 meanwhile may have lengthened the pause.
                 await anyio.sleep(wait)
 
@@ -357,6 +413,31 @@ class AdaptiveLimit:
 _rtt_sample: ContextVar[float | None] = ContextVar("retention_rtt_sample", default=None)
 
 
+class _Place:
+    """One request's in-flight place: released once, early (the answer is in) or at the
+    end of its slot; its latency is from the start to that release."""
+
+    __slots__ = ("_held", "_limiter", "_started", "rtt")
+
+    def __init__(self, limiter: AdaptiveLimiter) -> None:
+        self._limiter = limiter
+        self._started: float | None = None
+        self.rtt: float | None = None
+        self._held = True
+
+    def start(self) -> None:
+        self._limiter.counters.granted += 1
+        self._started = anyio.current_time()
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        if self._started is not None:
+            self.rtt = anyio.current_time() - self._started
+        self._limiter._free()
+
+
 class AdaptiveLimiter:
     """The run's gate: adaptive concurrency (AdaptiveLimit) under two ceilings.
 
@@ -386,6 +467,7 @@ class AdaptiveLimiter:
         self.max_pause = max_pause
         self.counters = LimiterCounters()
         self._waiters: deque[anyio.Event] = deque()
+        self._reads: deque[anyio.Event] = deque()  # `ahead` waiters: served first
         self._paused_until = 0.0
 
     @property
@@ -393,46 +475,45 @@ class AdaptiveLimiter:
         return self.rules.allowed
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self._admit()
+    async def slot(self, *, ahead: bool = False) -> AsyncIterator[Callable[[], None]]:
+        """An in-flight place under the limit (waiters in turn; `ahead`: before every
+        request waiting without it), then a rate token when --rate is set. Yields the
+        place's early release: the transport calls it the moment the answer is complete
+        (the server holds the request no longer), so the next waiter is let in before
+        this task even runs again; leaving the block releases it otherwise."""
+        await self._admit(ahead)
+        place = _Place(self)
         try:
             if self.bucket is not None:
-                async with self.bucket.slot(), self._timed():
-                    yield
+                await self.bucket.token(ahead=ahead)  # in flight: bounded here, not there
             else:
                 await self._pause()
-                async with self._timed():
-                    yield
+            place.start()
+            yield place.release
         finally:
-            self.rules.release()
-            self.counters.in_flight -= 1
-            self._wake()
+            place.release()
+            _rtt_sample.set(place.rtt)
 
-    @asynccontextmanager
-    async def _timed(self) -> AsyncIterator[None]:
-        self.counters.granted += 1
-        started = anyio.current_time()
-        try:
-            yield
-        finally:
-            _rtt_sample.set(anyio.current_time() - started)
+    def _free(self) -> None:
+        self.rules.release()
+        self.counters.in_flight -= 1
+        self._wake()
 
-    async def _admit(self) -> None:
+    async def _admit(self, ahead: bool) -> None:
         rules = self.rules
-        if not self._waiters and rules.try_acquire():
+        if not self._waiters and not self._reads and rules.try_acquire():
             self._took()
             return
         event = anyio.Event()
-        self._waiters.append(event)
+        queue = self._reads if ahead else self._waiters
+        queue.append(event)
         try:
             await event.wait()
         except BaseException:
             if event.is_set():  # a place was handed over just now: hand it on
-                rules.release()
-                self.counters.in_flight -= 1
-                self._wake()
+                self._free()
             else:
-                self._waiters.remove(event)
+                queue.remove(event)
             raise
 
     def _took(self) -> None:
@@ -441,10 +522,10 @@ class AdaptiveLimiter:
         counters.peak_in_flight = max(counters.peak_in_flight, counters.in_flight)
 
     def _wake(self) -> None:
-        """Hand free places to waiters, first come first served."""
-        while self._waiters and self.rules.try_acquire():
+        """Hand free places to waiters: reads first, then the rest, each in turn."""
+        while (self._reads or self._waiters) and self.rules.try_acquire():
             self._took()
-            self._waiters.popleft().set()
+            (self._reads or self._waiters).popleft().set()
 
     async def _pause(self) -> None:
         # Not an Event: a later 429 may push the deadline on while we sleep.

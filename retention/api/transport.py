@@ -21,6 +21,7 @@ import math
 import re
 import socket
 import ssl
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -65,6 +66,11 @@ def request_bytes(request: httpx.Request, body: bytes) -> bytes:
     return b"".join(parts)
 
 
+# A request extension: called with the status code as soon as the response's last byte
+# is parsed, before the waiting task runs (the gate may free the request's place then).
+ON_ANSWER: Final = "retention.on_answer"
+
+
 def _has_body(request: httpx.Request) -> bool:
     """httpx frames every request with content by Content-Length or Transfer-Encoding."""
     return any(
@@ -96,6 +102,7 @@ class _Connection(asyncio.Protocol):
         self._last_read = 0.0
         self._read_timeout = 0.0
         self._timer: asyncio.TimerHandle | None = None  # the read deadline, re-armed
+        self._on_answer: Callable[[int], None] | None = None  # ON_ANSWER of this request
 
     # asyncio's callbacks
 
@@ -118,7 +125,10 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         if response is not None:
-            waiter.set_result(response)
+            try:
+                self._answered(response.status)
+            finally:
+                waiter.set_result(response)
 
     def eof_received(self) -> bool:
         self._ended(None)
@@ -147,9 +157,19 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(_read_error(exc))
             return
         try:
-            waiter.set_result(parser.feed_eof())
+            response = parser.feed_eof()
         except httpx.RemoteProtocolError as err:
             waiter.set_exception(err)
+            return
+        try:
+            self._answered(response.status)
+        finally:
+            waiter.set_result(response)
+
+    def _answered(self, status: int) -> None:
+        on_answer, self._on_answer = self._on_answer, None
+        if on_answer is not None:
+            on_answer(status)
 
     # ours
 
@@ -178,6 +198,7 @@ class _Connection(asyncio.Protocol):
         head_only: bool,
         read_timeout: float | None,
         write_timeout: float | None,
+        on_answer: Callable[[int], None] | None = None,
     ) -> RawResponse:
         """Send one request, return its response; the connection is left for the caller
         to keep or abort."""
@@ -187,6 +208,7 @@ class _Connection(asyncio.Protocol):
         self._parser = ResponseParser(head_only=head_only)
         waiter: asyncio.Future[RawResponse] = self.loop.create_future()
         self._waiter = waiter
+        self._on_answer = on_answer
         try:
             try:
                 transport.write(data)
@@ -204,6 +226,7 @@ class _Connection(asyncio.Protocol):
                 self._timer.cancel()
                 self._timer = None
             self._waiter = self._parser = None
+            self._on_answer = None
 
     def _read_deadline(self, waiter: asyncio.Future[RawResponse]) -> None:
         """httpcore's read timeout: this long without a byte (re-armed when some came)."""
@@ -300,6 +323,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     head_only=request.method == "HEAD",
                     read_timeout=timeouts.get("read"),
                     write_timeout=timeouts.get("write"),
+                    on_answer=request.extensions.get(ON_ANSWER),
                 )
             except BaseException:
                 connection.abort()

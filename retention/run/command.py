@@ -352,7 +352,9 @@ async def _run(
         retry=settings.retry,
         timeout=request_timeout(settings.timeout),
         transport=settings.transport,
-        max_connections=concurrency + LISTERS_MIN,
+        # Above the ceiling: a connection goes back to the pool only once its task runs
+        # again, while the gate lets the next request in as soon as an answer is whole.
+        max_connections=concurrency + concurrency // 2 + LISTERS_MIN,
     )
 
     def refresh() -> None:
@@ -444,7 +446,8 @@ async def _supervised(
                 incomplete = True
                 _log.error("run.recovery_incomplete", error=str(err))
             if not control.stopping and not incomplete:
-                await pipeline.run(largest_first(agents, previous_sizes(audit.fd)))
+                sizes = previous_sizes(audit.fd)
+                await pipeline.run(largest_first(agents, sizes), sizes)
                 listed = True
         finally:
             refresh()

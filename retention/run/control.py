@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from retention.api.client import Gate
+from retention.api.client import Answered, Gate
 from retention.errors import ExitCode
 from retention.log import get_logger
 
@@ -113,16 +113,16 @@ class RunGate:
         self.control = control
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, *, ahead: bool = False) -> AsyncIterator[Answered | None]:
         if self.control.gate_closed:
             raise RunStopped("the API refused the credentials; nothing more is sent")
-        async with self.limiter.slot():
+        async with self.limiter.slot(ahead=ahead) as answered:
             if self.control.gate_closed:  # closed while this request waited its turn
                 raise RunStopped("the API refused the credentials; nothing more is sent")
             tracker = current_send.get()
             if tracker is not None:
                 tracker.sent = True
-            yield
+            yield answered
 
     def throttled(self, retry_after: float | None) -> None:
         self.limiter.throttled(retry_after)

@@ -1,11 +1,14 @@
 """The run's task tree: agents listed concurrently, calls decided as they arrive, due
-calls flowing through a bounded stream to a pool of delete workers.
+calls flowing through a bounded hand-over to a pool of delete workers.
 
-    feed agents -> [agent stream] -> N listers -> decide -> [call stream] -> M workers
-                                                                   \\-> audit writer
+    feed agents -> [agent stream] -> N listers -> decide -> [hand-over] -> M workers
+                                                                  \\-> audit writer
 
 Memory stays flat: streams are bounded, and only counters outlive a call. Listing and
-deleting overlap; backpressure from the workers slows the listing down.
+deleting overlap; backpressure from the workers slows the listing down. When the
+workers are the bottleneck, the hand-over (run/handoff.py) takes calls first from the
+lister whose agent probably has the most calls still to list, so the longest chain of
+pages does not end up alone at the end of an execute run, too slow to feed the workers.
 
 Listing is bound by each agent's chain of pages (a page's cursor comes from the page
 before), so: the largest agents start first (their sizes from the previous run, see
@@ -13,12 +16,13 @@ run/sizes.py); listers scale with the agents and the in-flight ceiling (`listers
 and each lister fetches an agent's next page while the current one is decided (one
 page ahead, no more: at most two pages per lister are held; the decider yields every
 `DECIDE_STRIDE` calls, so that next request goes out before the page is decided).
+A page's due calls go to the hand-over as one batch, once the page is decided.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -43,6 +47,7 @@ from retention.policy.decision import Action, Decision, ListingSkip, Reason
 from retention.policy.engine import Listed, age_of, decide
 from retention.policy.model import Kind, PolicySet
 from retention.run.control import RunControl, RunStopped, SendTracker, StopReason, current_send
+from retention.run.handoff import Handoff, Sender
 from retention.run.journal import Journal
 from retention.run.report import Report
 from retention.run.sizes import recorded
@@ -117,6 +122,14 @@ def listers_for(agents: int, ceiling: int, *, execute: bool) -> int:
     return max(1, min(agents, LISTERS_MAX, max(LISTERS_MIN, share)))
 
 
+def workers_for(ceiling: int) -> int:
+    """Delete workers: the in-flight ceiling and a quarter more. A worker spends part of
+    each deletion outside the gate (the outcome written, the next intent made durable);
+    the spare ones wait at the gate meanwhile, so no place sits idle. The gate, not the
+    number of workers, holds the requests in flight to the ceiling."""
+    return ceiling + max(1, ceiling // 4)
+
+
 Batch = list[Call | UnreadableCall]
 
 
@@ -158,21 +171,25 @@ class Pipeline:
         self.planner = planner  # `plan`: every due call is written to the plan file
         self.plan = plan  # `apply`: only planned calls that are still due are deleted
         self.surge_limit = surge_limit  # the surge guard's line (None: off)
+        self._sizes: Mapping[str, int] = {}  # calls per agent at the previous run (run())
         stats.set_policies(
             [p.name for p in policies.policies],
             [p.name for p in policies.policies if p.kind == Kind.RETAIN],
         )
 
-    async def run(self, agents: Sequence[Agent]) -> None:
+    async def run(self, agents: Sequence[Agent], sizes: Mapping[str, int] | None = None) -> None:
+        """List, decide and (with --execute) delete. `sizes`: calls each agent had at the
+        previous run, if known (run/sizes.py), for the hand-over's priorities."""
+        self._sizes = sizes or {}
         agent_send, agent_recv = anyio.create_memory_object_stream[Agent](0)
-        call_send, call_recv = anyio.create_memory_object_stream[Work](self.concurrency)
+        calls = Handoff[Work](self.concurrency)
+        call_send = calls.open_sender()  # opened now: no worker sees an end before it
         with self.control.work:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._listing, agents, agent_send, agent_recv, call_send)
+                group.start_soon(self._listing, agents, agent_send, agent_recv, calls, call_send)
                 if self.execute:
-                    for _ in range(self.concurrency):
-                        group.start_soon(self._worker, call_recv.clone())
-                call_recv.close()
+                    for _ in range(workers_for(self.concurrency)):
+                        group.start_soon(self._worker, calls)
 
     # -- listing -------------------------------------------------------------------
 
@@ -181,14 +198,15 @@ class Pipeline:
         agents: Sequence[Agent],
         agent_send: MemoryObjectSendStream[Agent],
         agent_recv: MemoryObjectReceiveStream[Agent],
-        call_send: MemoryObjectSendStream[Work],
+        calls: Handoff[Work],
+        call_send: Sender[Work],
     ) -> None:
         listers = listers_for(len(agents), self.concurrency, execute=self.execute)
         async with call_send:
             with self.control.listing:
                 async with anyio.create_task_group() as group:
                     for _ in range(listers):
-                        group.start_soon(self._lister, agent_recv.clone(), call_send.clone())
+                        group.start_soon(self._lister, agent_recv.clone(), calls.open_sender())
                     agent_recv.close()
                     async with agent_send:
                         for agent in agents:
@@ -197,7 +215,7 @@ class Pipeline:
     async def _lister(
         self,
         agents: MemoryObjectReceiveStream[Agent],
-        calls: MemoryObjectSendStream[Work],
+        calls: Sender[Work],
     ) -> None:
         async with agents, calls:
             async for agent in agents:
@@ -219,7 +237,7 @@ class Pipeline:
                     self.stats.record_failure(f"listing: {describe_failure(err)}")
                     _log.error("run.listing_failed", agent_id=agent.id, error=describe_failure(err))
 
-    async def _list_agent(self, agent: Agent, calls: MemoryObjectSendStream[Work]) -> None:
+    async def _list_agent(self, agent: Agent, calls: Sender[Work]) -> None:
         """Decide one agent's calls, a batch (a page) at a time, while a task of its own
         fetches the next page. A listing error is raised here after the calls listed
         before it were decided, as if the listing had been read in line."""
@@ -234,16 +252,26 @@ class Pipeline:
                         failure = batch
                         break
                     listed += len(batch)
+                    due: list[Work] = []  # at most a page
                     for index, call in enumerate(batch, 1):
                         if isinstance(call, UnreadableCall):
                             self._unreadable(agent, call)
-                        else:
-                            await self._consider(agent, call, calls)
+                        elif (work := self._consider(agent, call)) is not None:
+                            due.append(work)
                         if not index % DECIDE_STRIDE:
                             await checkpoint()
+                    if due:
+                        await calls.send_batch(due, self._still_to_list(agent.id, listed))
         self.stats.listed_by_agent[agent.id] = listed
         if failure is not None:
             raise failure
+
+    def _still_to_list(self, agent_id: str, listed: int) -> float:
+        """The agent's calls probably not listed yet: the hand-over's priority, so the
+        longest chain of pages is fed first. From the previous run's size when known;
+        else as many as listed so far (a chain that has run long probably runs on)."""
+        known = self._sizes.get(agent_id)
+        return float(listed if known is None else max(known - listed, 0))
 
     async def _fetch(
         self, agent_id: str, batches: MemoryObjectSendStream[Batch | ApiError | RunStopped]
@@ -273,16 +301,15 @@ class Pipeline:
         shown = call.id if is_valid_id(call.id) else None  # an odd id may hold anything
         _log.warning("run.call_unreadable", call_id=shown, agent_id=agent.id, problem=call.problem)
 
-    async def _consider(
-        self, agent: Agent, call: Call, calls: MemoryObjectSendStream[Work]
-    ) -> None:
+    def _consider(self, agent: Agent, call: Call) -> Work | None:
+        """Decide one call and count it; the work to hand to the workers, if any."""
         stats = self.stats
         stats.scanned += 1
         if not is_valid_id(call.id):
             # Never put it into a URL: kept, counted and named (by agent, not by its id).
             stats.skipped[ListingSkip.INVALID_ID.value] += 1
             _log.warning("run.invalid_call_id", agent_id=agent.id, problem=id_problem(call.id))
-            return
+            return None
         masks = stats.match_masks
         decision = decide(self.policies, call, self.now, agent.id, agent.name or None, masks)
         if len(masks) >= MATCH_MASKS:
@@ -291,7 +318,7 @@ class Pipeline:
         if self.plan is not None:
             planned = self.plan.lookup(call.id)
             if planned is not None and not self.plan.mark(planned[0]):
-                return  # listed twice: a planned call is considered once
+                return None  # listed twice: a planned call is considered once
             if planned is not None and decision.action is not Action.DELETE:
                 self._dropped(agent, call, planned[1], decision)
         if decision.action is Action.SKIP:
@@ -319,13 +346,13 @@ class Pipeline:
             if self.plan is not None and planned is None:
                 # Due now, but nobody approved it: never deleted by `apply`.
                 self._record(Work(call, agent, policy), Outcome.NOT_IN_PLAN)
-                return
+                return None
             if self.planner is not None:
                 self.planner.add(_planned(call, agent, policy, self.now))
             if self.execute:
-                await calls.send(Work(call, agent, policy))
-            else:
-                self._record(Work(call, agent, policy), Outcome.WOULD_DELETE)
+                return Work(call, agent, policy)
+            self._record(Work(call, agent, policy), Outcome.WOULD_DELETE)
+        return None
 
     def _sweep_skipped(self, agent: Agent, call: Call, reason: Reason) -> None:
         """A skipped call each sweep matched: counted by reason for its account."""
@@ -399,19 +426,18 @@ class Pipeline:
 
     # -- deleting ------------------------------------------------------------------
 
-    async def _worker(self, calls: MemoryObjectReceiveStream[Work]) -> None:
-        async with calls:
-            async for work in calls:
-                if self.control.stopping:
-                    continue  # drain without acting: the listing is being cancelled
-                if self.max_deletes is not None and self.requested >= self.max_deletes:
-                    self.control.stop(StopReason.MAX_DELETES)
-                    continue
-                if self.surge_limit is not None and self.requested >= self.surge_limit:
-                    self._surge()
-                    continue
-                self.requested += 1
-                await self._delete(work)
+    async def _worker(self, calls: Handoff[Work]) -> None:
+        async for work in calls:
+            if self.control.stopping:
+                continue  # drain without acting: the listing is being cancelled
+            if self.max_deletes is not None and self.requested >= self.max_deletes:
+                self.control.stop(StopReason.MAX_DELETES)
+                continue
+            if self.surge_limit is not None and self.requested >= self.surge_limit:
+                self._surge()
+                continue
+            self.requested += 1
+            await self._delete(work)
 
     def _surge(self) -> None:
         if not self.control.stopping:

@@ -279,3 +279,52 @@ async def test_a_cancelled_waiter_gives_its_place_back(dataset: Dataset) -> None
     async with limiter.slot():
         assert limiter.counters.in_flight == 1
     assert limiter.counters.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_reads_waiting_go_in_before_waiting_deletes_each_kind_in_turn() -> None:
+    """A page feeds every worker: with the limit full, waiting reads (`ahead`) get the
+    next places before requests that waited longer without it."""
+    limiter = AdaptiveLimiter(1)
+    order: list[str] = []
+    release = anyio.Event()
+
+    async def holder() -> None:
+        async with limiter.slot():
+            await release.wait()
+
+    async def request(name: str, ahead: bool) -> None:
+        async with limiter.slot(ahead=ahead):
+            order.append(name)
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(holder)
+        await anyio.wait_all_tasks_blocked()
+        for name, ahead in (
+            ("delete1", False),
+            ("read1", True),
+            ("delete2", False),
+            ("read2", True),
+        ):
+            group.start_soon(request, name, ahead)
+            await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert order == ["read1", "read2", "delete1", "delete2"]
+    assert limiter.counters.peak_in_flight == 1
+
+
+@pytest.mark.anyio
+async def test_the_early_release_frees_the_place_at_once_and_only_once() -> None:
+    limiter = AdaptiveLimiter(1)
+    async with limiter.slot() as release:
+        assert limiter.counters.in_flight == 1
+        release()  # the answer is in: the place is free before the block ends
+        release()
+        assert limiter.counters.in_flight == 0
+        with anyio.fail_after(5):
+            async with limiter.slot():  # not a second place: the first one, freed
+                assert limiter.counters.in_flight == 1
+    assert limiter.counters.in_flight == 0
+    assert limiter.rules.in_flight == 0
+    assert limiter.counters.peak_in_flight == 1

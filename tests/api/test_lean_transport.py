@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 from retention.api.client import CartesiaClient, connect_failure
 from retention.api.errors import Unreachable
 from retention.api.pools import SpreadTransport
-from retention.api.transport import LeanTransport
+from retention.api.transport import ON_ANSWER, LeanTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -263,6 +263,48 @@ async def test_answers_read_the_same(
     expected = {"gzip": b'{"zipped": true}', "404 with a body": b"no"}.get(case, b"ok")
     assert response.content == expected
     assert response.status_code == (404 if case == "404 with a body" else 200)
+
+
+@pytest.mark.parametrize("case", BODIES.keys())
+async def test_the_answer_callback_runs_once_with_the_last_byte_before_the_caller_resumes(
+    case: str,
+) -> None:
+    """ON_ANSWER (the gate may free the request's place) is told the status as soon as
+    the answer is whole, from the protocol's callback, before the waiting task runs."""
+    calls: list[tuple[int, bool]] = []  # each call: the status; had the caller resumed?
+    resumed = False
+    request = httpx.Request(
+        "GET",
+        "http://placeholder/x",
+        extensions={
+            "timeout": {"read": 5.0},
+            ON_ANSWER: lambda status: calls.append((status, resumed)),
+        },
+    )
+    with raw_server(send_then_close(BODIES[case])) as server:
+        request.url = httpx.URL(server.url + "/agents/calls/x")
+        transport = LeanTransport(1)
+        response = await transport.handle_async_request(request)
+        resumed = True
+        await transport.aclose()
+    assert calls == [(response.status_code, False)]
+
+
+@pytest.mark.parametrize(
+    "script", [hang_up, reset, send_then_close(OK[:-1])], ids=["hang-up", "reset", "cut short"]
+)
+async def test_no_answer_no_callback(script: Script) -> None:
+    """A request that gets no whole answer never calls ON_ANSWER: its place is freed
+    when the caller leaves the gate, after the error."""
+    calls: list[int] = []
+    request = httpx.Request("GET", "http://placeholder/x", extensions={ON_ANSWER: calls.append})
+    with raw_server(script) as server:
+        request.url = httpx.URL(server.url + "/agents/calls/x")
+        transport = LeanTransport(1)
+        with pytest.raises(httpx.HTTPError):
+            await transport.handle_async_request(request)
+        await transport.aclose()
+    assert calls == []
 
 
 async def test_the_request_goes_out_as_httpx_built_it() -> None:

@@ -108,3 +108,26 @@ def test_nonsense_settings_are_refused() -> None:
         RateLimiter(rate=0, concurrency=1)
     with pytest.raises(ValueError, match="concurrency"):
         RateLimiter(rate=1, concurrency=0)
+
+
+async def test_a_read_waits_for_a_token_behind_the_first_waiter_only() -> None:
+    """Reads (`ahead`) wait for tokens in a line of their own: a read that comes after
+    five queued requests competes with the first of them, not with all five."""
+    limiter = RateLimiter(rate=200.0, concurrency=10, burst=1)
+    order: list[str] = []
+
+    async def one(name: str, ahead: bool) -> None:
+        async with limiter.slot(ahead=ahead):
+            order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        async with limiter.slot():  # the bucket is empty now
+            order.append("first")
+        for n in range(5):
+            tg.start_soon(one, f"delete{n}", False)
+        while len(limiter._turns._others) < 4:  # one waits for its token, four in line
+            await anyio.lowlevel.checkpoint()
+        tg.start_soon(one, "read", True)
+    assert order[0] == "first"
+    assert order.index("read") <= 2  # after at most the first queued delete
+    assert [name for name in order if name.startswith("delete")] == [f"delete{n}" for n in range(5)]

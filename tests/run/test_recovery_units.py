@@ -174,7 +174,7 @@ class _Limiter:
     def __init__(self) -> None:
         self.slots = 0
 
-    def slot(self) -> Any:
+    def slot(self, *, ahead: bool = False) -> Any:
         limiter = self
 
         class _Slot:
