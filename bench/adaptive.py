@@ -17,7 +17,7 @@ from pathlib import Path
 from bench import policies
 from bench.cases import SEED, run_tool
 from bench.dataset import calls_for_due
-from bench.figures import Figure, at_least
+from bench.figures import Figure, Spread, at_least
 from bench.plot import line_chart, write_chart
 from bench.procs import SANDBOX_PIDS, SandboxSpec, process_cpu, sandbox
 from bench.sizes import NOW, QUICK, Sizes
@@ -157,11 +157,21 @@ def adaptive_concurrency(sizes: Sizes, tmp: Path) -> list[Figure]:
             max_in_flight=k,
             latency_ms=LATENCY_MS,
         )
-        found = one_run(spec, policy, tmp / f"k{k}-adaptive", warm=True)
-        told = one_run(spec, policy, tmp / f"k{k}-told", "--concurrency", str(k), warm=True)
-        cold = one_run(spec, policy, tmp / f"k{k}-cold", warm=False)
         ideal = k / (LATENCY_MS / 1000)
-        versus_told = found.ok_per_s / told.ok_per_s if told.ok_per_s else 0.0
+        rounds = []
+        for n in range(sizes.repeats):  # each round: the three runs back to back
+            found = one_run(spec, policy, tmp / f"k{k}-adaptive-{n}", warm=True)
+            told = one_run(spec, policy, tmp / f"k{k}-told-{n}", "--concurrency", str(k), warm=True)
+            cold = one_run(spec, policy, tmp / f"k{k}-cold-{n}", warm=False)
+            rounds.append((found, told, cold))
+        figure = Spread.of([found.ok_per_s / ideal for found, _, _ in rounds])
+        versus_told = Spread.of(
+            [f.ok_per_s / t.ok_per_s if t.ok_per_s else 0.0 for f, t, _ in rounds]
+        )
+        first_run = Spread.of([cold.ok_per_s / ideal for _, _, cold in rounds])
+        worst_429 = max(found.share_429 for found, _, _ in rounds)
+        # The detail and the plot show the median round.
+        found, told, cold = sorted(rounds, key=lambda r: r[0].ok_per_s)[len(rounds) // 2]
         if not quick:
             samples = [(t, float(n)) for t, n, _ in found.trace.active()]
             write_chart(
@@ -179,18 +189,22 @@ def adaptive_concurrency(sizes: Sizes, tmp: Path) -> list[Figure]:
             Figure(
                 number="12",
                 title=f"adaptive: K = {k} in flight at {LATENCY_MS} ms, no flags",
-                value=found.ok_per_s / ideal,
+                value=figure.median,
+                low=figure.low,
+                high=figure.high,
+                runs=figure.runs,
                 unit="x",
                 target=">= 0.9 of K/latency, 429s < 1%",
-                met=at_least(found.ok_per_s / ideal, 0.9) and found.share_429 < 0.01,
+                met=at_least(figure.median, 0.9) and worst_429 < 0.01,
                 detail=(
-                    f"{found.ok_per_s:.0f} answered/s of K/latency = {ideal:.0f}/s over "
-                    f"{found.seconds:.1f} s ({found.deleted} deletions, a dry run before it on "
-                    f"the same log); 429s {found.share_429:.2%} of {found.requests}; "
-                    f"side by side with --concurrency {k} (told the answer): "
-                    f"{told.ok_per_s:.0f}/s, ratio {versus_told:.3f}; a first run (no sizes "
-                    f"known): {cold.ok_per_s / ideal:.3f} of K/latency, 429s "
-                    f"{cold.share_429:.2%}; CPU of the adaptive run: {found.cpu_detail()}"
+                    f"median round: {found.ok_per_s:.0f} answered/s of K/latency = "
+                    f"{ideal:.0f}/s over {found.seconds:.1f} s ({found.deleted} deletions, a "
+                    f"dry run before it on the same log); 429s {found.share_429:.2%} of "
+                    f"{found.requests} (worst round {worst_429:.2%}); side by side with "
+                    f"--concurrency {k} (told the answer): ratio {versus_told.median:.3f} "
+                    f"({versus_told.low:.3f}-{versus_told.high:.3f}); a first run (no sizes "
+                    f"known): {first_run.median:.3f} ({first_run.low:.3f}-{first_run.high:.3f}) "
+                    f"of K/latency; CPU of the adaptive run: {found.cpu_detail()}"
                 ),
             )
         )
@@ -206,14 +220,17 @@ def ceilings(policy: Path, tmp: Path, quick: bool) -> Figure:
     )
     capped = one_run(spec, policy, tmp / "ceiling-concurrency", "--concurrency", "12", warm=False)
     paced = one_run(spec, policy, tmp / "ceiling-rate", "--rate", "60", warm=False)
-    # The rate is polled every 50 ms: allow one request of stamping error either side.
-    rate_ok = paced.peak_rate <= 60 + 2
+    # --rate is a token bucket one deep: at most 60 x t + 1 requests start in any t
+    # seconds, so 61 in a 1 s window. The rate is polled every 50 ms: allow one request
+    # of stamping error on top.
+    rate_ceiling = 60 + 1
+    rate_ok = paced.peak_rate <= rate_ceiling + 1
     return Figure(
         number="12c",
         title="adaptive: ceilings given are never exceeded",
-        value=max(capped.peak_in_flight / 12, paced.peak_rate / 60),
+        value=max(capped.peak_in_flight / 12, paced.peak_rate / rate_ceiling),
         unit="x",
-        target="<= 1 (peak / ceiling)",
+        target="<= 1 (peak / ceiling; --rate 60: 61 in 1 s)",
         met=capped.peak_in_flight <= 12 and rate_ok,
         detail=(
             f"API allows 64 in flight: --concurrency 12 peaked at {capped.peak_in_flight} in "
