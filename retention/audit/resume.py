@@ -136,6 +136,10 @@ def parse_resume(raw: bytes) -> ResumePoint:
         raise ResumeMismatch("not a resume file this version reads")
     if body.get("digest") != _digest(body):
         raise ResumeMismatch("its digest does not match its content (damaged)")
+    if json.dumps(body, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n" != raw:
+        # The same content in other bytes (a lost newline, added spaces): not as written,
+        # so not trusted either; the writer's bytes are the only form it accepts.
+        raise ResumeMismatch("not the bytes it was written as (damaged)")
     intents: list[ResumeIntent] = []
     raw_intents = body.get("open_intents")
     if not isinstance(raw_intents, list):

@@ -148,6 +148,21 @@ def test_a_run_leaves_a_resume_point_and_the_next_reads_only_the_tail(tmp_path: 
     assert isinstance(state, Expected) and set(state.open_intents) == {"c2"}
 
 
+def test_a_sidecar_with_the_same_content_in_other_bytes_is_not_trusted(tmp_path: Path) -> None:
+    """A lost newline (a torn write) or added spaces keep the JSON and its digest: the
+    sidecar is still not the bytes the writer wrote, so the full scan runs instead."""
+    path = tmp_path / "audit.jsonl"
+    write_runs(path, [[("intent", 1), ("finished", 2)]])
+    sidecar = resume_path(path)
+    original = sidecar.read_bytes()
+    assert original.endswith(b"\n")
+    for damaged in (original[:-1], original.replace(b":", b": ", 1), b" " + original):
+        sidecar.write_bytes(damaged)
+        state, resumed, _ = open_state(path)
+        assert not resumed, damaged[:40]
+        assert state == expected(path)
+
+
 def test_lines_a_killed_run_appended_after_the_point_are_read(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write_runs(path, [[("intent", 1), ("finished", 3)]])
