@@ -53,28 +53,51 @@ def _paused(until: float, now: float, retry_after: float | None, limiter: _Pausi
     return asked
 
 
+class _Lines:
+    """Tasks waiting for a place someone else hands them: reads (`ahead`) first, then
+    the others, each line in arrival order."""
+
+    def __init__(self) -> None:
+        self._reads: deque[anyio.Event] = deque()
+        self._others: deque[anyio.Event] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self._reads or self._others)
+
+    def others_waiting(self) -> int:
+        return len(self._others)
+
+    async def wait(self, ahead: bool, hand_on: Callable[[], None]) -> None:
+        """Return once handed a place. Cancelled just after it was handed over, the
+        place is passed on with `hand_on`; before, the waiter just leaves its line."""
+        event = anyio.Event()
+        line = self._reads if ahead else self._others
+        line.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                hand_on()
+            else:
+                line.remove(event)
+            raise
+
+    def hand_one(self) -> None:
+        """A place to the first waiter (there must be one)."""
+        (self._reads or self._others).popleft().set()
+
+
 class _Turns:
     """One holder at a time; waiting reads go before the others, each line in order."""
 
     def __init__(self) -> None:
         self._busy = False  # stays set while a turn is handed from one holder to the next
-        self._reads: deque[anyio.Event] = deque()
-        self._others: deque[anyio.Event] = deque()
+        self.lines = _Lines()
 
     @asynccontextmanager
     async def turn(self, ahead: bool) -> AsyncIterator[None]:
         if self._busy:
-            event = anyio.Event()
-            line = self._reads if ahead else self._others
-            line.append(event)
-            try:
-                await event.wait()
-            except BaseException:
-                if event.is_set():  # the turn was handed over just now: hand it on
-                    self._hand_on()
-                else:
-                    line.remove(event)
-                raise
+            await self.lines.wait(ahead, self._hand_on)
         else:
             self._busy = True
         try:
@@ -83,9 +106,8 @@ class _Turns:
             self._hand_on()
 
     def _hand_on(self) -> None:
-        line = self._reads or self._others
-        if line:
-            line.popleft().set()
+        if self.lines:
+            self.lines.hand_one()
         else:
             self._busy = False
 
@@ -466,8 +488,7 @@ class AdaptiveLimiter:
         self.bucket = RateLimiter(rate, ceiling, burst=1.0) if rate is not None else None
         self.max_pause = max_pause
         self.counters = LimiterCounters()
-        self._waiters: deque[anyio.Event] = deque()
-        self._reads: deque[anyio.Event] = deque()  # `ahead` waiters: served first
+        self._lines = _Lines()  # requests waiting for a place: reads first
         self._paused_until = 0.0
 
     @property
@@ -501,20 +522,10 @@ class AdaptiveLimiter:
 
     async def _admit(self, ahead: bool) -> None:
         rules = self.rules
-        if not self._waiters and not self._reads and rules.try_acquire():
+        if not self._lines and rules.try_acquire():
             self._took()
             return
-        event = anyio.Event()
-        queue = self._reads if ahead else self._waiters
-        queue.append(event)
-        try:
-            await event.wait()
-        except BaseException:
-            if event.is_set():  # a place was handed over just now: hand it on
-                self._free()
-            else:
-                queue.remove(event)
-            raise
+        await self._lines.wait(ahead, self._free)
 
     def _took(self) -> None:
         counters = self.counters
@@ -523,9 +534,9 @@ class AdaptiveLimiter:
 
     def _wake(self) -> None:
         """Hand free places to waiters: reads first, then the rest, each in turn."""
-        while (self._reads or self._waiters) and self.rules.try_acquire():
+        while self._lines and self.rules.try_acquire():
             self._took()
-            (self._reads or self._waiters).popleft().set()
+            self._lines.hand_one()
 
     async def _pause(self) -> None:
         # Not an Event: a later 429 may push the deadline on while we sleep.

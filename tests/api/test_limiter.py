@@ -125,7 +125,7 @@ async def test_a_read_waits_for_a_token_behind_the_first_waiter_only() -> None:
             order.append("first")
         for n in range(5):
             tg.start_soon(one, f"delete{n}", False)
-        while len(limiter._turns._others) < 4:  # one waits for its token, four in line
+        while limiter._turns.lines.others_waiting() < 4:  # one waits for its token, four in line
             await anyio.lowlevel.checkpoint()
         tg.start_soon(one, "read", True)
     assert order[0] == "first"
