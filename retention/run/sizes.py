@@ -24,6 +24,9 @@ TAIL_BYTES: Final = 8 << 20  # how far back from the end the last run_finished i
 # run_finished records the largest this many agents only (a line stays far below the
 # audit reader's 1 MiB): an agent missing from a full record is smaller than all in it.
 RECORDED_MAX: Final = 1000
+# No agent has more calls than this: a larger count in the log is not a size, and is
+# dropped (JSON integers are unbounded; the hand-over's priority is a float).
+MAX_SIZE: Final = 10**12
 _CHUNK: Final = 1 << 16
 _MARK: Final = b'"run_finished"'
 
@@ -66,7 +69,11 @@ def _sizes(line: bytes) -> dict[str, int]:
     listed = counts.get("listed_by_agent") if isinstance(counts, dict) else None
     if not isinstance(listed, dict):
         return {}
-    return {k: v for k, v in listed.items() if isinstance(k, str) and type(v) is int and v >= 0}
+    return {
+        k: v
+        for k, v in listed.items()
+        if isinstance(k, str) and type(v) is int and 0 <= v <= MAX_SIZE
+    }
 
 
 def recorded(listed: Mapping[str, int]) -> dict[str, int]:

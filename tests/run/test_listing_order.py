@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 from retention.api.models import Agent
 from retention.audit.verify import verify_log
 from retention.run.pipeline import LISTERS_MAX, LISTERS_MIN, listers_for
-from retention.run.sizes import RECORDED_MAX, TAIL_BYTES, largest_first, previous_sizes, recorded
+from retention.run.sizes import (
+    MAX_SIZE,
+    RECORDED_MAX,
+    TAIL_BYTES,
+    largest_first,
+    previous_sizes,
+    recorded,
+)
 from retention.sandbox.app import Receive, SandboxApp, Scope, Send
 from retention.sandbox.data import Dataset, DatasetSpec
 from tests.e2e.support import NOW, Workspace, run_cli, sandbox, workspace
@@ -163,6 +170,17 @@ def _log(path: Path, lines: list[bytes]) -> int:
 
 def _finished(sizes: dict[str, int]) -> bytes:
     return json.dumps({"event": "run_finished", "counts": {"listed_by_agent": sizes}}).encode()
+
+
+def test_a_size_no_agent_can_have_is_not_a_hint(tmp_path: Path) -> None:
+    """JSON integers are unbounded: a count past MAX_SIZE (an edited or damaged log)
+    is dropped, not turned into a priority that cannot be a float."""
+    sizes = {"ok": MAX_SIZE, "huge": 10**400, "negative": -1}
+    fd = _log(tmp_path / "a.jsonl", [_finished(sizes)])
+    try:
+        assert previous_sizes(fd) == {"ok": MAX_SIZE}
+    finally:
+        os.close(fd)
 
 
 def test_sizes_come_from_the_last_run_finished_within_the_tail(tmp_path: Path) -> None:
